@@ -1,0 +1,237 @@
+"""``DatabaseBackend``: Django's task backend API on top of the queue tables."""
+
+import threading
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.apps import apps
+from django.core import checks
+from django.db import connections, router
+from django.tasks import Task, TaskResult, TaskResultStatus
+from django.tasks.backends.base import BaseTaskBackend
+from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+from django.tasks.signals import task_enqueued
+from django.utils import timezone
+
+from . import payloads
+from .conf import parse_options
+from .results import build_result
+
+# Models import lazily: Django builds backends while task modules are
+# imported, which may be before the app registry is ready.
+QUEUE_NAME_MAX_LENGTH = 100
+SUPPORTED_VENDORS = ("postgresql", "sqlite")
+
+
+class DatabaseBackend(BaseTaskBackend):
+    """Stores tasks as rows; the embedded runtime or ``dbqueue_worker`` runs them."""
+
+    # Tasks may set run_after; they are not claimed before that time.
+    supports_defer = True
+    # ``async def`` tasks run on the runtime's event loop.
+    supports_async_task = True
+    # Results live in the database and can be read from any process.
+    supports_get_result = True
+    # Higher-priority jobs are claimed first.
+    supports_priority = True
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        self.runtime_options, self.option_errors = parse_options(self.options)
+
+    @property
+    def database(self) -> str:
+        """The database alias holding the queue tables."""
+        from .models import Job
+
+        return router.db_for_write(Job)
+
+    def validate_task(self, task: Task) -> None:
+        super().validate_task(task)
+        if len(task.queue_name) > QUEUE_NAME_MAX_LENGTH:
+            raise InvalidTask(
+                f"Queue name {task.queue_name!r} is longer than "
+                f"{QUEUE_NAME_MAX_LENGTH} characters."
+            )
+
+    def enqueue(
+        self, task: Task, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> TaskResult:
+        """Store the task call as a READY job and return its result handle.
+
+        Inside ``transaction.atomic()`` on the queue's database, the job is
+        written (and rolled back) with the caller's transaction.
+        """
+        [result] = self.bulk_enqueue([(task, args, kwargs)])
+        return result
+
+    def bulk_enqueue(
+        self, calls: Iterable[tuple[Task, Sequence[Any], Mapping[str, Any]]]
+    ) -> list[TaskResult]:
+        """Enqueue many task calls in as few statements as possible.
+
+        ``calls`` holds ``(task, args, kwargs)`` tuples. Every call is
+        validated and encoded before anything is written: one bad call raises
+        and writes nothing.
+        """
+        from . import store, wakeups
+
+        calls = list(calls)
+        # Validate each distinct Task object once; holding them keeps ids unique.
+        validated: dict[int, Task] = {}
+        jobs = []
+        results = []
+        for (task, args, kwargs), enqueued_at in zip(
+            calls, _enqueue_times(len(calls)), strict=True
+        ):
+            if id(task) not in validated:
+                self.validate_task(task)
+                validated[id(task)] = task
+            job, result = self._prepare(task, args, kwargs, enqueued_at)
+            jobs.append(job)
+            results.append(result)
+        if not jobs:
+            return []
+        using = self.database
+        store.insert_jobs(jobs, using=using)
+        wakeups.jobs_enqueued(
+            using=using,
+            backend=self.alias,
+            queue_names={job.queue_name for job in jobs},
+        )
+        for result in results:
+            task_enqueued.send(type(self), task_result=result)
+        return results
+
+    async def abulk_enqueue(
+        self, calls: Iterable[tuple[Task, Sequence[Any], Mapping[str, Any]]]
+    ) -> list[TaskResult]:
+        """See bulk_enqueue()."""
+        return await sync_to_async(self.bulk_enqueue, thread_sensitive=True)(
+            list(calls)
+        )
+
+    def _prepare(
+        self,
+        task: Task,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        enqueued_at: datetime,
+    ) -> tuple[Any, TaskResult]:
+        from .store import NewJob
+
+        stored_args = payloads.round_trip(args)
+        stored_kwargs = payloads.round_trip(kwargs)
+        job_id = uuid.uuid4()
+        job = NewJob(
+            id=job_id,
+            backend=self.alias,
+            queue_name=task.queue_name,
+            task_path=task.module_path,
+            priority=int(task.priority),
+            args=stored_args,
+            kwargs=stored_kwargs,
+            run_after=task.run_after,
+            available_at=task.run_after or enqueued_at,
+            enqueued_at=enqueued_at,
+        )
+        result = build_result(
+            task,
+            id=job_id,
+            status=TaskResultStatus.READY,
+            backend=self.alias,
+            args=stored_args,
+            kwargs=stored_kwargs,
+            enqueued_at=enqueued_at,
+        )
+        return job, result
+
+    def get_result(self, result_id: str) -> TaskResult:
+        """Read a result from the database, from any thread or process.
+
+        Raises TaskResultDoesNotExist for unknown or malformed ids, and
+        UnknownTask (an ImportError) if the job's task can no longer be
+        imported.
+        """
+        from .models import Job
+        from .results import result_from_job
+
+        try:
+            job_id = uuid.UUID(str(result_id))
+        except ValueError:
+            raise TaskResultDoesNotExist(result_id) from None
+        try:
+            job = Job.objects.using(self.database).get(id=job_id)
+        except Job.DoesNotExist:
+            raise TaskResultDoesNotExist(result_id) from None
+        return result_from_job(job)
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        messages: list[checks.CheckMessage] = []
+        if not apps.is_installed("dbqueue_embedded"):
+            messages.append(
+                checks.Error(
+                    f"The task backend {self.alias!r} needs the dbqueue_embedded app.",
+                    hint="Add 'dbqueue_embedded' to INSTALLED_APPS.",
+                    id="dbqueue_embedded.E001",
+                )
+            )
+        messages.extend(
+            checks.Error(
+                f"TASKS[{self.alias!r}]['OPTIONS'] is not valid. {error}",
+                id="dbqueue_embedded.E002",
+            )
+            for error in self.option_errors
+        )
+        for selector in self.runtime_options.worker_queues:
+            name = selector.exact_name
+            if self.queues and name is not None and name not in self.queues:
+                messages.append(
+                    checks.Error(
+                        f"TASKS[{self.alias!r}]['OPTIONS']['worker_queues'] names "
+                        f"queue {name!r}, which is not in QUEUES.",
+                        hint="Add it to QUEUES, or remove it from worker_queues.",
+                        id="dbqueue_embedded.E003",
+                    )
+                )
+        if apps.is_installed("dbqueue_embedded"):
+            connection = connections[self.database]
+            if connection.vendor not in SUPPORTED_VENDORS:
+                messages.append(
+                    checks.Error(
+                        f"The task backend {self.alias!r} stores jobs in database "
+                        f"{self.database!r}, which is {connection.display_name}; "
+                        "dbqueue_embedded supports PostgreSQL and SQLite.",
+                        id="dbqueue_embedded.E004",
+                    )
+                )
+        return messages
+
+
+_clock_lock = threading.Lock()
+_last_enqueue_time: datetime | None = None
+
+
+def _enqueue_times(count: int) -> list[datetime]:
+    """``count`` enqueue times: from now on, each strictly after the previous.
+
+    Jobs with equal priority run in enqueue order; distinct timestamps keep
+    that order even for jobs enqueued in the same microsecond, whether by one
+    bulk call or by several threads of this process.
+    """
+    global _last_enqueue_time
+    with _clock_lock:
+        start = timezone.now()
+        last = _last_enqueue_time
+        if last is not None and last.tzinfo == start.tzinfo and start <= last:
+            start = last + _MICROSECOND
+        times = [start + _MICROSECOND * index for index in range(count)]
+        if times:
+            _last_enqueue_time = times[-1]
+    return times
+
+
+_MICROSECOND = timedelta(microseconds=1)

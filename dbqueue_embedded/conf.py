@@ -1,0 +1,79 @@
+"""The backend's ``OPTIONS``: defaults and validation.
+
+Validation never raises from the backend's constructor (Django builds backends
+while importing task modules); problems are collected as messages, reported by
+``manage.py check`` and raised when a runtime is started.
+"""
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .selectors import ALL_QUEUES, QueueSelector, parse_selectors
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeOptions:
+    # Jobs one process runs at once: sync jobs each take a thread of the job
+    # pool, async jobs share the runtime's event loop.
+    concurrency: int = 20
+    # Seconds between two looks for ready jobs when nothing woke the runtime.
+    poll_interval: float = 1.0
+    # Seconds running jobs get to finish on a graceful stop before they are
+    # released back to the queue.
+    shutdown_timeout: float = 10.0
+    # Seconds between two heartbeats of the process row.
+    heartbeat_interval: float = 5.0
+    # Queues to take jobs from, most preferred first.
+    worker_queues: tuple[QueueSelector, ...] = field(
+        default=(QueueSelector(ALL_QUEUES),)
+    )
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("must be a whole number of at least 1")
+    return value
+
+
+def _seconds(value: Any, *, allow_zero: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number of seconds")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "more than zero"
+        raise ValueError(f"must be {bound} seconds")
+    return float(value)
+
+
+_VALIDATORS = {
+    "concurrency": _positive_int,
+    "poll_interval": lambda value: _seconds(value, allow_zero=False),
+    "shutdown_timeout": lambda value: _seconds(value, allow_zero=True),
+    "heartbeat_interval": lambda value: _seconds(value, allow_zero=False),
+    "worker_queues": parse_selectors,
+}
+
+
+def validate_option(name: str, value: Any) -> Any:
+    """Return the option's value as the runtime uses it, or raise ValueError."""
+    return _VALIDATORS[name](value)
+
+
+def parse_options(options: Mapping[str, Any]) -> tuple[RuntimeOptions, list[str]]:
+    """Return the options with defaults filled in, and a message per problem."""
+    if not isinstance(options, Mapping):
+        return RuntimeOptions(), [f"OPTIONS must be a dict, not {type(options)}."]
+    errors = []
+    values = {}
+    for name, value in options.items():
+        validate = _VALIDATORS.get(name)
+        if validate is None:
+            known = ", ".join(sorted(_VALIDATORS))
+            errors.append(f"Unknown option {name!r}. Known options: {known}.")
+            continue
+        try:
+            values[name] = validate(value)
+        except ValueError as exc:
+            errors.append(f"Option {name!r}: {exc} (got {value!r}).")
+    return RuntimeOptions(**values), errors

@@ -1,0 +1,109 @@
+"""Tables of the queue.
+
+Rows are read with the ORM anywhere, but every change to a job's state goes
+through :mod:`dbqueue_embedded.store`; nothing else writes job rows.
+"""
+
+import uuid
+
+from django.db import models
+from django.db.models.functions import Now
+from django.tasks import TaskResultStatus
+from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
+
+QUEUE_NAME_MAX_LENGTH = 100
+
+
+class Job(models.Model):
+    """One enqueued task and, once it ran, its outcome."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    backend = models.CharField(max_length=64)
+    queue_name = models.CharField(max_length=QUEUE_NAME_MAX_LENGTH)
+    task_path = models.TextField()
+    priority = models.SmallIntegerField(default=0)
+    status = models.CharField(
+        max_length=10,
+        choices=TaskResultStatus.choices,
+        default=TaskResultStatus.READY,
+    )
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    # What the caller asked for; None means "as soon as possible".
+    run_after = models.DateTimeField(null=True, blank=True)
+    # When the job may next be claimed: run_after, or the enqueue time.
+    available_at = models.DateTimeField()
+    enqueued_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_attempted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    return_value = models.JSONField(null=True, blank=True)
+    # One {"exception_class_path", "traceback"} object per failed attempt.
+    errors = models.JSONField(default=list)
+    # One worker id per attempt, appended when the attempt is claimed.
+    worker_ids = models.JSONField(default=list)
+    # Set by each claim, cleared when the claim ends. A finish or release must
+    # present the token of the claim it came from (fencing).
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    # The worker holding the claim, or "" when none does.
+    claimed_by = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        indexes = [
+            # The claim of "any queue": only ready rows, in claim order, so
+            # finished and running rows never slow it down and its plan
+            # does not depend on fresh planner statistics.
+            models.Index(
+                "backend",
+                models.F("priority").desc(),
+                "available_at",
+                "id",
+                name="dbqueue_job_ready",
+                condition=models.Q(status=TaskResultStatus.READY),
+            ),
+            # The claim of one named queue.
+            models.Index(
+                "backend",
+                "queue_name",
+                models.F("priority").desc(),
+                "available_at",
+                "id",
+                name="dbqueue_job_ready_queue",
+                condition=models.Q(status=TaskResultStatus.READY),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(
+                    priority__gte=TASK_MIN_PRIORITY, priority__lte=TASK_MAX_PRIORITY
+                ),
+                name="dbqueue_job_priority_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_path} ({self.id})"
+
+
+class WorkerProcess(models.Model):
+    """A running queue runtime, embedded in a web process or standalone."""
+
+    class Mode(models.TextChoices):
+        STANDALONE = "standalone"
+        EMBEDDED = "embedded"
+
+    id = models.CharField(max_length=64, primary_key=True)
+    backend = models.CharField(max_length=64)
+    mode = models.CharField(max_length=16, choices=Mode.choices)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list)
+    concurrency = models.PositiveIntegerField()
+    started_at = models.DateTimeField(db_default=Now())
+    last_heartbeat_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        verbose_name_plural = "worker processes"
+
+    def __str__(self) -> str:
+        return self.id

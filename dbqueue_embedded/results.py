@@ -1,0 +1,118 @@
+"""Turning stored jobs into Django's ``TaskResult`` objects."""
+
+from dataclasses import fields
+from datetime import datetime
+from typing import Any
+
+from django.tasks import Task, TaskResult, TaskResultStatus
+from django.tasks.base import TaskError
+from django.utils.module_loading import import_string
+
+from .exceptions import UnknownTask
+
+
+def import_task(task_path: str) -> Task:
+    """Import the Task a job names, or raise UnknownTask saying why not."""
+    try:
+        task = import_string(task_path)
+    except Exception as exc:  # a missing module, or one that fails to import
+        raise UnknownTask(
+            f"Task {task_path!r} could not be imported: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(task, Task):
+        raise UnknownTask(
+            f"{task_path!r} is a {type(task).__name__}, not a task; "
+            "was the @task decorator removed?"
+        )
+    return task
+
+
+def task_as_enqueued(
+    task: Task,
+    *,
+    priority: int,
+    queue_name: str,
+    run_after: datetime | None,
+    backend: str,
+) -> Task:
+    """The task with the options the job was enqueued with.
+
+    ``Task.using()`` would validate again against today's settings; a job that
+    was valid when it was enqueued must stay readable and runnable, so the
+    copy is made without validation.
+    """
+    if (task.priority, task.queue_name, task.run_after, task.backend) == (
+        priority,
+        queue_name,
+        run_after,
+        backend,
+    ):
+        return task
+    copy = object.__new__(type(task))
+    for field in fields(task):
+        object.__setattr__(copy, field.name, getattr(task, field.name))
+    object.__setattr__(copy, "priority", priority)
+    object.__setattr__(copy, "queue_name", queue_name)
+    object.__setattr__(copy, "run_after", run_after)
+    object.__setattr__(copy, "backend", backend)
+    return copy
+
+
+def build_result(
+    task: Task,
+    *,
+    id: Any,
+    status: TaskResultStatus | str,
+    backend: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    enqueued_at: datetime | None,
+    started_at: datetime | None = None,
+    last_attempted_at: datetime | None = None,
+    finished_at: datetime | None = None,
+    errors: list[TaskError] | None = None,
+    worker_ids: list[str] | None = None,
+    return_value: Any = None,
+) -> TaskResult:
+    result = TaskResult(
+        task=task,
+        id=str(id),
+        status=TaskResultStatus(status),
+        enqueued_at=enqueued_at,
+        started_at=started_at,
+        last_attempted_at=last_attempted_at,
+        finished_at=finished_at,
+        args=args,
+        kwargs=kwargs,
+        backend=backend,
+        errors=list(errors or []),
+        worker_ids=list(worker_ids or []),
+    )
+    object.__setattr__(result, "_return_value", return_value)
+    return result
+
+
+def result_from_job(job: Any) -> TaskResult:
+    """The TaskResult of a ``Job`` row (raises UnknownTask if it cannot import)."""
+    task = task_as_enqueued(
+        import_task(job.task_path),
+        priority=job.priority,
+        queue_name=job.queue_name,
+        run_after=job.run_after,
+        backend=job.backend,
+    )
+    return build_result(
+        task,
+        id=job.id,
+        status=job.status,
+        backend=job.backend,
+        args=job.args,
+        kwargs=job.kwargs,
+        enqueued_at=job.enqueued_at,
+        started_at=job.started_at,
+        last_attempted_at=job.last_attempted_at,
+        finished_at=job.finished_at,
+        errors=[TaskError(**error) for error in job.errors],
+        worker_ids=job.worker_ids,
+        return_value=job.return_value,
+    )

@@ -1,0 +1,138 @@
+"""Writes the outcomes of attempts in batches, from its own thread.
+
+Jobs that end at about the same time share one UPDATE: under load one
+statement finishes many jobs, which is where a database queue's throughput
+comes from; at low load a batch is a single outcome, written at once.
+
+The completer has its own thread and database connection, so job threads hand
+it outcomes without going through the event loop, and finishing jobs never
+waits behind a claim.
+"""
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .. import store
+from ..store import Outcome
+from .backoff import Backoff
+
+logger = logging.getLogger(__name__)
+
+# Outcomes per statement; more wait for the next statement.
+MAX_BATCH = 500
+_CLOSE = object()
+
+# Told, once an outcome is written, whether its claim was still held. Called
+# on the completer's thread: it must only hand the news on, quickly.
+OnWritten = Callable[[bool], None]
+
+
+class Completer:
+    def __init__(self, write: Callable[..., Any]) -> None:
+        # write(store_function, **kwargs) runs a store function on this
+        # thread's connection (see Runtime).
+        self._write = write
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = False
+        self._abandoned = threading.Event()
+
+    def submit(self, outcome: Outcome, on_written: OnWritten) -> None:
+        """Queue an outcome, from any thread.
+
+        ``on_written(True)`` follows once it is written; ``on_written(False)``
+        if its claim had been lost (or another outcome for the same claim came
+        first, or the completer had closed), in which case nothing changed.
+        """
+        if self._closed:
+            on_written(False)
+        else:
+            self._queue.put((outcome, on_written))
+
+    def run(self) -> None:
+        """Write outcomes as they come until closed (blocking; own thread)."""
+        backoff = Backoff()
+        pending: list[tuple[Outcome, OnWritten]] = []
+        closing = False
+        while pending or not closing:
+            if not pending:
+                item = self._queue.get()
+                if item is _CLOSE:
+                    closing = True
+                    continue
+                pending.append(item)
+            closing = self._take_queued(pending) or closing
+            batch = _first_per_claim(pending[:MAX_BATCH])
+            try:
+                accepted = self._write(
+                    store.finish_claims, outcomes=[outcome for outcome, _ in batch]
+                )
+            except Exception:
+                if self._abandoned.is_set():
+                    break
+                delay = backoff.next_delay()
+                logger.exception(
+                    "Could not record %d job outcome(s); retrying in %.1f s.",
+                    len(batch),
+                    delay,
+                )
+                time.sleep(delay)
+                continue
+            backoff.reset()
+            kept = {id(item) for item in batch}
+            written = pending[:MAX_BATCH]
+            del pending[:MAX_BATCH]
+            for item in written:
+                outcome, on_written = item
+                on_written(id(item) in kept and outcome.job_id in accepted)
+        self._refuse(pending)
+
+    def _take_queued(self, pending: list[tuple[Outcome, OnWritten]]) -> bool:
+        """Move what is queued into pending; True if the close marker was seen."""
+        while len(pending) < MAX_BATCH:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is _CLOSE:
+                return True
+            pending.append(item)
+        return False
+
+    def close(self) -> None:
+        """Refuse new outcomes; run() returns once the queued ones are written."""
+        self._closed = True
+        self._queue.put(_CLOSE)
+
+    def abandon(self) -> None:
+        """Stop retrying writes the database keeps refusing; refuse the rest."""
+        self._abandoned.set()
+
+    def _refuse(self, pending: Sequence[tuple[Outcome, OnWritten]]) -> None:
+        for _, on_written in pending:
+            on_written(False)
+        while True:  # outcomes submitted while closing
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _CLOSE:
+                item[1](False)
+
+
+def _first_per_claim(
+    items: Sequence[tuple[Outcome, OnWritten]],
+) -> list[tuple[Outcome, OnWritten]]:
+    """Keep the first outcome of each claim: a job that finished just as it was
+    being released must be written once, not twice in one statement."""
+    seen = set()
+    first = []
+    for item in items:
+        claim = (item[0].job_id, item[0].claim_token)
+        if claim not in seen:
+            seen.add(claim)
+            first.append(item)
+    return first

@@ -1,0 +1,374 @@
+"""The runtime: one per process, embedded in a web server or standalone.
+
+It runs on its own asyncio event loop in a dedicated thread, never on a loop
+that serves requests. Database calls of the runtime itself go through one
+store thread (one connection); sync jobs run in a bounded pool of job
+threads; async jobs run on the runtime's loop. Each part (claim loop,
+completer, heartbeat) is supervised: when one crashes it is logged and
+restarted without taking the others down.
+
+Whoever owns the process (the standalone command, or a server integration)
+calls ``start()`` and ``stop()``; the runtime never installs signal handlers.
+"""
+
+import asyncio
+import functools
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Callable, Collection, Coroutine
+from contextlib import suppress
+from dataclasses import replace
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, InterfaceError, connections
+from django.tasks import task_backends
+
+from .. import store, wakeups
+from ..conf import RuntimeOptions
+from ..store import processes
+from .backoff import Backoff
+from .completer import Completer
+from .executor import JobExecutor, released_outcome
+from .threads import ThreadPool
+from .worker import Worker
+
+logger = logging.getLogger("dbqueue_embedded.runtime")
+
+# Seconds to wait for the last outcomes to be written when stopping.
+FINAL_WRITE_TIMEOUT = 10.0
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Runtime:
+    """Claims and runs jobs of one task backend until stopped."""
+
+    def __init__(
+        self,
+        backend_alias: str = "default",
+        *,
+        mode: str = "standalone",
+        exit_when_empty: bool = False,
+        **option_overrides: Any,
+    ) -> None:
+        from ..backend import DatabaseBackend
+
+        backend = task_backends[backend_alias]
+        if not isinstance(backend, DatabaseBackend):
+            raise ImproperlyConfigured(
+                f"Task backend {backend_alias!r} is {type(backend).__name__}, "
+                "not dbqueue_embedded's DatabaseBackend."
+            )
+        if backend.option_errors:
+            raise ImproperlyConfigured(" ".join(backend.option_errors))
+        self.backend_alias = backend_alias
+        self.backend_class = type(backend)
+        self.using = backend.database
+        self.options: RuntimeOptions = replace(
+            backend.runtime_options, **option_overrides
+        )
+        self.mode = mode
+        self.worker_id = new_worker_id()
+        self._exit_when_empty = exit_when_empty
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._release_now: asyncio.Event | None = None
+        self._stopped = threading.Event()
+        self._worker: Worker | None = None
+
+    # -- control, from any thread -------------------------------------------
+
+    def start(self) -> None:
+        """Start in a background thread. Starting a started runtime does nothing."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            ready = threading.Event()
+            self._thread = threading.Thread(
+                target=self._run_thread,
+                args=(ready,),
+                name="dbqueue-runtime",
+                daemon=True,
+            )
+            self._thread.start()
+        ready.wait()
+
+    def stop(self) -> None:
+        """Stop gracefully and wait until stopped. Safe to call more than once.
+
+        Claiming stops at once; running jobs get ``shutdown_timeout`` seconds
+        to finish; jobs still running then are released back to the queue.
+        """
+        with self._lock:
+            if self._thread is None:
+                return
+        self.request_stop()
+        self._stopped.wait()
+
+    def request_stop(self, *, immediately: bool = False) -> None:
+        """Begin a graceful stop without waiting for it.
+
+        With ``immediately``, running jobs are released at once instead of
+        after ``shutdown_timeout``.
+        """
+
+        def request() -> None:
+            self._stop_requested.set()
+            if immediately:
+                self._release_now.set()
+
+        if self._loop is not None:
+            with suppress(RuntimeError):  # the loop already closed
+                self._loop.call_soon_threadsafe(request)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the runtime has stopped; True if it has."""
+        return self._stopped.wait(timeout)
+
+    @property
+    def is_running(self) -> bool:
+        return self._thread is not None and not self._stopped.is_set()
+
+    # -- the runtime thread -------------------------------------------------
+
+    def _run_thread(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._stop_requested = asyncio.Event()
+        self._release_now = asyncio.Event()
+        ready.set()
+        try:
+            loop.run_until_complete(self._main())
+        except Exception:
+            logger.exception("The dbqueue_embedded runtime failed.")
+        finally:
+            loop.close()
+            self._stopped.set()
+
+    async def _main(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._store_thread = ThreadPool(1, name="dbqueue-store")
+        completer_thread = ThreadPool(1, name="dbqueue-completer")
+        signal_thread = ThreadPool(1, name="dbqueue-signals")
+        job_threads = ThreadPool(self.options.concurrency, name="dbqueue-job")
+        completer = Completer(functools.partial(_call_store, using=self.using))
+        executor = JobExecutor(
+            job_threads=job_threads,
+            signal_thread=signal_thread,
+            submit_outcome=completer.submit,
+            sender=self.backend_class,
+        )
+        worker = self._worker = Worker(
+            run_store=self._run_store,
+            executor=executor,
+            backend=self.backend_alias,
+            selectors=self.options.worker_queues,
+            worker_id=self.worker_id,
+            concurrency=self.options.concurrency,
+            poll_interval=self.options.poll_interval,
+            exit_when_empty=self._exit_when_empty,
+        )
+        try:
+            if not await self._register():
+                return
+            wakeups.subscribe(self._on_jobs_enqueued)
+            self._log_started()
+            completing = asyncio.create_task(
+                self._supervise(
+                    "completer",
+                    lambda: loop.run_in_executor(completer_thread, completer.run),
+                )
+            )
+            heartbeat = asyncio.create_task(self._supervise("heartbeat", self._beat))
+            working = asyncio.create_task(self._supervise("worker", worker.run))
+            stop_requested = asyncio.create_task(self._stop_requested.wait())
+            await asyncio.wait(
+                [working, stop_requested], return_when=asyncio.FIRST_COMPLETED
+            )
+            stop_requested.cancel()
+            worker.stop_claiming()
+            await working
+            await self._release_unfinished(worker, completer)
+            completer.close()
+            await self._await_final_writes(completing, completer)
+            await self._await_signals(signal_thread)
+            heartbeat.cancel()
+            wakeups.unsubscribe(self._on_jobs_enqueued)
+            await self._run_store(
+                processes.deregister_process, process_id=self.worker_id
+            )
+        finally:
+            for thread in (self._store_thread, completer_thread):
+                await loop.run_in_executor(thread, connections.close_all)
+            for threads in (
+                self._store_thread,
+                completer_thread,
+                signal_thread,
+                job_threads,
+            ):
+                threads.shutdown(wait=False)
+            logger.info("Runtime %s stopped.", self.worker_id)
+
+    async def _register(self) -> bool:
+        """Register this process, retrying until it works or a stop is requested."""
+        backoff = Backoff(first=0.5, maximum=10.0)
+        while not self._stop_requested.is_set():
+            try:
+                await self._run_store(
+                    processes.register_process,
+                    process_id=self.worker_id,
+                    backend=self.backend_alias,
+                    mode=self.mode,
+                    hostname=socket.gethostname(),
+                    pid=os.getpid(),
+                    queues=[str(s) for s in self.options.worker_queues],
+                    concurrency=self.options.concurrency,
+                )
+            except Exception:
+                delay = backoff.next_delay()
+                logger.exception(
+                    "Runtime %s could not register with database %r; "
+                    "retrying in %.1f s.",
+                    self.worker_id,
+                    self.using,
+                    delay,
+                )
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_requested.wait(), delay)
+            else:
+                return True
+        return False
+
+    async def _supervise(
+        self, name: str, run: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
+        """Run one part of the runtime, restarting it whenever it crashes."""
+        backoff = Backoff(first=0.5, maximum=30.0)
+        while True:
+            try:
+                await run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                delay = backoff.next_delay()
+                logger.exception(
+                    "Runtime part %r crashed; restarting it in %.1f s.", name, delay
+                )
+                await asyncio.sleep(delay)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.heartbeat_interval)
+            await self._run_store(processes.record_heartbeat, process_id=self.worker_id)
+
+    async def _release_unfinished(self, worker: Worker, completer: Completer) -> None:
+        timeout = self.options.shutdown_timeout
+        waits = [
+            asyncio.create_task(worker.wait_until_idle()),
+            asyncio.create_task(self._release_now.wait()),
+        ]
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
+        unfinished = worker.running_jobs
+        if not unfinished:
+            return
+        reason = (
+            f"Worker {self.worker_id} stopped and released the job after waiting "
+            f"{timeout:g} s for it to finish."
+        )
+        loop = asyncio.get_running_loop()
+        released = [loop.create_future() for _ in unfinished]
+        for job, future in zip(unfinished, released, strict=True):
+            completer.submit(
+                released_outcome(job, reason),
+                functools.partial(loop.call_soon_threadsafe, future.set_result),
+            )
+        for job, future in zip(unfinished, released, strict=True):
+            if await future:
+                logger.warning(
+                    "Job %s (%s) did not finish within %g s; released to the queue.",
+                    job.id,
+                    job.task_path,
+                    timeout,
+                )
+        await worker.cancel_running()
+
+    async def _await_final_writes(
+        self, completing: asyncio.Task, completer: Completer
+    ) -> None:
+        done, _ = await asyncio.wait([completing], timeout=FINAL_WRITE_TIMEOUT)
+        if not done:
+            completer.abandon()
+            completing.cancel()
+            logger.error(
+                "Runtime %s could not record its last job outcomes within %g s; "
+                "those jobs stay claimed until recovered.",
+                self.worker_id,
+                FINAL_WRITE_TIMEOUT,
+            )
+
+    async def _await_signals(self, signal_thread: ThreadPool) -> None:
+        """Wait (boundedly) for task_finished of the jobs that ended."""
+        drained = asyncio.wrap_future(signal_thread.submit(lambda: None))
+        done, _ = await asyncio.wait([drained], timeout=FINAL_WRITE_TIMEOUT)
+        if not done:
+            logger.error(
+                "task_finished receivers did not return within %g s; "
+                "stopping without them.",
+                FINAL_WRITE_TIMEOUT,
+            )
+
+    async def _run_store(self, function: Callable[..., Any], /, **kwargs: Any) -> Any:
+        """Run a store function on the store thread and its connection."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._store_thread,
+            functools.partial(_call_store, function, using=self.using, **kwargs),
+        )
+
+    def _on_jobs_enqueued(self, backend: str, queue_names: Collection[str]) -> None:
+        # Called in the enqueuing thread, after its transaction committed.
+        if backend != self.backend_alias or self._worker is None:
+            return
+        selectors = self.options.worker_queues
+        if any(s.matches(name) for s in selectors for name in queue_names):
+            with suppress(RuntimeError):  # the runtime stopped meanwhile
+                self._loop.call_soon_threadsafe(self._worker.wake)
+
+    def _log_started(self) -> None:
+        connection = connections[self.using]
+        logger.info(
+            "Runtime %s started: mode=%s backend=%s database=%s (%s) queues=%s "
+            "concurrency=%d poll_interval=%gs",
+            self.worker_id,
+            self.mode,
+            self.backend_alias,
+            self.using,
+            connection.vendor,
+            ",".join(str(s) for s in self.options.worker_queues),
+            self.options.concurrency,
+            self.options.poll_interval,
+        )
+
+
+def _call_store(function: Callable[..., Any], /, *, using: str, **kwargs: Any) -> Any:
+    """Call a store function; after a database error, drop the connection.
+
+    The next call then reconnects, so a restarted database or a killed
+    backend costs one failed call, not a broken runtime.
+    """
+    try:
+        store.prepare_runtime_connection(using=using)
+        return function(using=using, **kwargs)
+    except (DatabaseError, InterfaceError):
+        connections[using].close()
+        raise

@@ -1,0 +1,281 @@
+"""The store: every change to a job's state happens here, and only here.
+
+Enqueue inserts rows, a worker claims a batch of ready rows, and each claim
+ends exactly once: finished, failed, or released back to the queue. A claim
+is fenced: it carries a token, and ending it only changes the row while the
+row still carries that token. A worker whose claim was taken away (its job
+recovered or re-claimed elsewhere) therefore cannot overwrite the job.
+
+Batches travel as a single JSON parameter, so each statement has one fixed
+shape whatever the batch size, and rows are encoded by the fast C JSON
+encoder rather than bound value by value.
+The SQL that differs between databases lives in :mod:`.postgresql` and
+:mod:`.sqlite`; everything else is shared.
+"""
+
+import json
+import threading
+import uuid
+from collections.abc import Sequence
+from contextlib import nullcontext
+from types import ModuleType
+from typing import Any
+
+from django.db import NotSupportedError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.tasks.base import TaskError
+from django.utils import timezone
+
+from ..models import Job
+from ..selectors import QueueSelector
+from . import postgresql, sqlite
+from .processes import deregister_process, record_heartbeat, register_process
+from .records import ClaimedJob, NewJob, Outcome
+
+__all__ = [
+    "ClaimedJob",
+    "NewJob",
+    "Outcome",
+    "claim_batch",
+    "deregister_process",
+    "finish_claims",
+    "insert_jobs",
+    "prepare_runtime_connection",
+    "record_heartbeat",
+    "register_process",
+]
+
+_DIALECTS = {"postgresql": postgresql, "sqlite": sqlite}
+# Per thread: the raw connection prepare_runtime_connection() last set up.
+_prepared = threading.local()
+
+_NEW_JOB = (
+    "id",
+    "backend",
+    "queue_name",
+    "task_path",
+    "priority",
+    "args",
+    "kwargs",
+    "run_after",
+    "available_at",
+    "enqueued_at",
+    "status",
+    "errors",
+    "worker_ids",
+    "claimed_by",
+)
+# Columns of an ended claim, with their PostgreSQL types. "json" columns hold
+# JSON values; "jsonb" ones hold JSON encoded as text (a return value may be
+# a bare string, which the document's JSON would otherwise unwrap).
+_OUTCOME = (
+    ("id", "uuid"),
+    ("claim_token", "uuid"),
+    ("status", "text"),
+    ("finished_at", "timestamptz"),
+    ("return_value", "jsonb"),
+    ("errors", "json"),
+)
+
+
+def dialect(connection: BaseDatabaseWrapper) -> ModuleType:
+    """The module holding this database's SQL, or NotSupportedError."""
+    try:
+        return _DIALECTS[connection.vendor]
+    except KeyError:
+        raise NotSupportedError(
+            "dbqueue_embedded supports PostgreSQL and SQLite, "
+            f"not {connection.display_name}."
+        ) from None
+
+
+def prepare_runtime_connection(*, using: str) -> None:
+    """Configure this thread's connection for the runtime, once per connection.
+
+    Runtime threads (claims, outcomes) call this before each store call; it
+    only does work when the connection is new. See the dialects for what it
+    sets.
+    """
+    connection = connections[using]
+    connection.ensure_connection()
+    if getattr(_prepared, using, None) is not connection.connection:
+        with connection.cursor() as cursor:
+            dialect(connection).prepare_connection(cursor)
+        setattr(_prepared, using, connection.connection)
+
+
+def insert_jobs(jobs: Sequence[NewJob], *, using: str) -> None:
+    """Insert new READY jobs: all of them, or (on error) none."""
+    connection = connections[using]
+    sql = dialect(connection)
+    values = [
+        (
+            job.id,
+            job.backend,
+            job.queue_name,
+            job.task_path,
+            job.priority,
+            _encode_json(job.args),
+            _encode_json(job.kwargs),
+            job.run_after,
+            job.available_at,
+            job.enqueued_at,
+            "READY",
+            "[]",
+            "[]",
+            "",
+        )
+        for job in jobs
+    ]
+    table = connection.ops.quote_name(Job._meta.db_table)
+    atomic = transaction.atomic(using=using, savepoint=False)
+    with atomic if len(values) > 1 else nullcontext(), connection.cursor() as cursor:
+        sql.insert_rows(cursor, table, _NEW_JOB, values)
+
+
+def claim_batch(
+    *,
+    using: str,
+    backend: str,
+    selectors: Sequence[QueueSelector],
+    limit: int,
+    worker_id: str,
+) -> list[ClaimedJob]:
+    """Claim up to ``limit`` ready jobs, trying the selectors in order.
+
+    Within a selector, higher priority goes first, then the earlier
+    ``available_at`` (``run_after``, or the enqueue time), then the id.
+    Jobs whose ``run_after`` lies in the future are not claimed.
+    """
+    connection = connections[using]
+    sql = dialect(connection)
+    table = connection.ops.quote_name(Job._meta.db_table)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    token = uuid.uuid4()
+    assignments = (
+        "status = 'RUNNING', claim_token = %(token)s, claimed_by = %(worker_id)s, "
+        "started_at = COALESCE(started_at, %(now)s), last_attempted_at = %(now)s, "
+        f"worker_ids = {sql.APPEND_WORKER_ID}"
+    )
+    returning = (
+        f"{table}.id, queue_name, task_path, priority, available_at, enqueued_at, "
+        f"run_after, started_at, last_attempted_at, {sql.CLAIMED_PAYLOAD}"
+    )
+    claimed: list[ClaimedJob] = []
+    with connection.cursor() as cursor, sql.claim_transaction(cursor):
+        for selector in selectors:
+            selector_sql, selector_params = _selector_filter(selector)
+            cursor.execute(
+                sql.CLAIM.format(
+                    table=table,
+                    selector=selector_sql,
+                    assignments=assignments,
+                    returning=returning,
+                ),
+                {
+                    "backend": backend,
+                    "now": now,
+                    "limit": limit - len(claimed),
+                    "token": sql.encode_uuid(token),
+                    "worker_id": worker_id,
+                    **selector_params,
+                },
+            )
+            jobs = [
+                _read_claimed(sql, row, token, backend) for row in cursor.fetchall()
+            ]
+            jobs.sort(key=lambda job: (-job.priority, job.available_at, job.id))
+            claimed += jobs
+            if len(claimed) >= limit:
+                break
+    return claimed
+
+
+def finish_claims(outcomes: Sequence[Outcome], *, using: str) -> set[uuid.UUID]:
+    """End claims as finished, failed or released, in one statement.
+
+    Returns the ids of the jobs whose claim was still held. An outcome whose
+    claim was lost changes nothing and is left out of the result.
+    """
+    if not outcomes:
+        return set()
+    connection = connections[using]
+    sql = dialect(connection)
+    table = connection.ops.quote_name(Job._meta.db_table)
+    rows = [
+        {
+            "id": sql.encode_uuid(outcome.job_id),
+            "claim_token": sql.encode_uuid(outcome.claim_token),
+            "status": outcome.status,
+            "finished_at": sql.encode_datetime(outcome.finished_at),
+            "return_value": outcome.return_value_json,
+            "errors": [_error_value(error) for error in outcome.errors],
+        }
+        for outcome in outcomes
+    ]
+    statement = f"""
+        UPDATE {table} SET
+            status = outcome.status,
+            finished_at = outcome.finished_at,
+            return_value = outcome.return_value,
+            errors = outcome.errors,
+            claim_token = NULL,
+            claimed_by = ''
+        FROM {sql.rows("outcome", _OUTCOME)}
+        WHERE {sql.among_ids(f"{table}.id")}
+          AND {table}.id = outcome.id AND {table}.claim_token = outcome.claim_token
+        RETURNING {table}.id
+    """
+    ids = sql.ids_params([row["id"] for row in rows])
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [_encode_json(rows), *ids])
+        return {sql.read_uuid(row[0]) for row in cursor.fetchall()}
+
+
+def _encode_json(value: Any) -> str:
+    if not value:  # the usual empty args and kwargs, without the encoder
+        return "[]" if isinstance(value, list) else json.dumps(value)
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _error_value(error: TaskError) -> dict[str, str]:
+    return {
+        "exception_class_path": error.exception_class_path,
+        "traceback": error.traceback,
+    }
+
+
+def _selector_filter(selector: QueueSelector) -> tuple[str, dict[str, Any]]:
+    if selector.matches_all:
+        return "TRUE", {}
+    if selector.prefix is not None:
+        # substr() compares exactly on both databases, unlike LIKE (case
+        # folding on SQLite) or a range (collation order on PostgreSQL).
+        return "substr(queue_name, 1, %(prefix_length)s) = %(prefix)s", {
+            "prefix_length": len(selector.prefix),
+            "prefix": selector.prefix,
+        }
+    return "queue_name = %(queue_name)s", {"queue_name": selector.exact_name}
+
+
+def _read_claimed(
+    sql: ModuleType, row: Sequence[Any], token: uuid.UUID, backend: str
+) -> ClaimedJob:
+    args, kwargs, errors, worker_ids = json.loads(row[9])
+    return ClaimedJob(
+        id=sql.read_uuid(row[0]),
+        claim_token=token,
+        backend=backend,
+        queue_name=row[1],
+        task_path=row[2],
+        priority=row[3],
+        available_at=sql.read_datetime(row[4]),
+        enqueued_at=sql.read_datetime(row[5]),
+        run_after=sql.read_datetime(row[6]),
+        started_at=sql.read_datetime(row[7]),
+        last_attempted_at=sql.read_datetime(row[8]),
+        args=args,
+        kwargs=kwargs,
+        errors=[TaskError(**error) for error in errors],
+        worker_ids=worker_ids,
+    )

@@ -1,0 +1,60 @@
+"""Values passed in and out of the store."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.tasks import TaskResultStatus
+from django.tasks.base import TaskError
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to insert; ``args`` and ``kwargs`` hold plain JSON values."""
+
+    id: uuid.UUID
+    backend: str
+    queue_name: str
+    task_path: str
+    priority: int
+    args: list[Any]
+    kwargs: dict[str, Any]
+    run_after: datetime | None
+    available_at: datetime
+    enqueued_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job a worker now holds, with the token that proves it."""
+
+    id: uuid.UUID
+    claim_token: uuid.UUID
+    backend: str
+    queue_name: str
+    task_path: str
+    priority: int
+    args: list[Any]
+    kwargs: dict[str, Any]
+    run_after: datetime | None
+    available_at: datetime
+    enqueued_at: datetime
+    started_at: datetime
+    last_attempted_at: datetime
+    errors: list[TaskError]
+    worker_ids: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a claimed attempt ended: SUCCESSFUL, FAILED, or READY (released)."""
+
+    job_id: uuid.UUID
+    claim_token: uuid.UUID
+    status: TaskResultStatus
+    finished_at: datetime | None
+    # Encoded JSON of the return value, or None.
+    return_value_json: str | None
+    # Every error of the job, including the one of this attempt.
+    errors: list[TaskError]

@@ -1,0 +1,61 @@
+"""Settings for the test suite.
+
+DBQUEUE_TEST_DATABASE picks the database: "sqlite" (default) or "postgres".
+DBQUEUE_DB_NAME overrides the database name; the tests set it for worker
+subprocesses so that they open the test database.
+"""
+
+import os
+import tempfile
+
+DATABASE = os.environ.get("DBQUEUE_TEST_DATABASE", "sqlite")
+
+if DATABASE == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("DBQUEUE_DB_NAME", "dbqueue_tests"),
+            "USER": os.environ.get("PGUSER", "postgres"),
+            "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+            "PORT": os.environ.get("PGPORT", "5432"),
+        }
+    }
+elif DATABASE == "sqlite":
+    # A file, not :memory:, so that worker subprocesses share it.
+    _path = os.environ.get("DBQUEUE_DB_NAME") or os.path.join(
+        tempfile.gettempdir(), f"dbqueue-tests-{os.getpid()}.sqlite3"
+    )
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _path,
+            "TEST": {"NAME": _path},
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL",
+            },
+        }
+    }
+else:
+    raise ValueError(
+        f"DBQUEUE_TEST_DATABASE must be sqlite or postgres, not {DATABASE!r}"
+    )
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "dbqueue_embedded",
+    "tests.testapp",
+]
+TASKS = {
+    "default": {
+        "BACKEND": "dbqueue_embedded.backend.DatabaseBackend",
+        "QUEUES": [],
+        "OPTIONS": {"poll_interval": 0.05},
+    }
+}
+SECRET_KEY = "not-secret"
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
