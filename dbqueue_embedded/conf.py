@@ -17,7 +17,7 @@ from .selectors import ALL_QUEUES, QueueSelector, parse_selectors
 class RuntimeOptions:
     # Jobs one process runs at once: sync jobs each take a thread of the job
     # pool, async jobs share the runtime's event loop.
-    concurrency: int = 20
+    concurrency: int = 32
     # Seconds between two looks for ready jobs when nothing woke the runtime.
     poll_interval: float = 1.0
     # Seconds running jobs get to finish on a graceful stop before they are
@@ -29,6 +29,12 @@ class RuntimeOptions:
     worker_queues: tuple[QueueSelector, ...] = field(
         default=(QueueSelector(ALL_QUEUES),)
     )
+
+
+def _selectors(value: Any) -> tuple[QueueSelector, ...]:
+    if isinstance(value, tuple) and all(isinstance(v, QueueSelector) for v in value):
+        return value
+    return parse_selectors(value)
 
 
 def _positive_int(value: Any) -> int:
@@ -51,13 +57,20 @@ _VALIDATORS = {
     "poll_interval": lambda value: _seconds(value, allow_zero=False),
     "shutdown_timeout": lambda value: _seconds(value, allow_zero=True),
     "heartbeat_interval": lambda value: _seconds(value, allow_zero=False),
-    "worker_queues": parse_selectors,
+    "worker_queues": _selectors,
 }
 
 
 def validate_option(name: str, value: Any) -> Any:
     """Return the option's value as the runtime uses it, or raise ValueError."""
-    return _VALIDATORS[name](value)
+    validate = _VALIDATORS.get(name)
+    if validate is None:
+        known = ", ".join(sorted(_VALIDATORS))
+        raise ValueError(f"Unknown option {name!r}. Known options: {known}.")
+    try:
+        return validate(value)
+    except ValueError as exc:
+        raise ValueError(f"Option {name!r}: {exc} (got {value!r}).") from None
 
 
 def parse_options(options: Mapping[str, Any]) -> tuple[RuntimeOptions, list[str]]:
@@ -67,13 +80,8 @@ def parse_options(options: Mapping[str, Any]) -> tuple[RuntimeOptions, list[str]
     errors = []
     values = {}
     for name, value in options.items():
-        validate = _VALIDATORS.get(name)
-        if validate is None:
-            known = ", ".join(sorted(_VALIDATORS))
-            errors.append(f"Unknown option {name!r}. Known options: {known}.")
-            continue
         try:
-            values[name] = validate(value)
+            values[name] = validate_option(name, value)
         except ValueError as exc:
-            errors.append(f"Option {name!r}: {exc} (got {value!r}).")
+            errors.append(str(exc))
     return RuntimeOptions(**values), errors

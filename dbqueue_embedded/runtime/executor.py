@@ -14,6 +14,7 @@ sees what it was told. Slow receivers delay other signals, never jobs.
 import asyncio
 import json
 import logging
+import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -140,6 +141,10 @@ class JobExecutor:
         self._submit_outcome = submit_outcome
         self._sender = sender
         self._tasks: dict[str, Task] = {}
+        # Attempts whose outcome is written, waiting for task_finished.
+        self._written: list[tuple[Attempt, bool]] = []
+        self._written_lock = threading.Lock()
+        self._finishing_written = False
 
     def start(
         self, job: ClaimedJob, on_done: Callable[[ClaimedJob], None]
@@ -222,11 +227,26 @@ class JobExecutor:
 
     def _on_written(self, attempt: Attempt) -> OnWritten:
         def on_written(accepted: bool) -> None:
-            self._signal_thread.submit(
-                _with_fresh_connections, self._finish, attempt, accepted
-            )
+            # Outcomes written while the signal thread is busy join its
+            # current round, rather than each waking it on its own.
+            with self._written_lock:
+                self._written.append((attempt, accepted))
+                if self._finishing_written:
+                    return
+                self._finishing_written = True
+            self._signal_thread.submit(_with_fresh_connections, self._finish_written)
 
         return on_written
+
+    def _finish_written(self) -> None:
+        while True:
+            with self._written_lock:
+                if not self._written:
+                    self._finishing_written = False
+                    return
+                written, self._written = self._written, []
+            for attempt, accepted in written:
+                self._finish(attempt, accepted)
 
     def _finish(self, attempt: Attempt, accepted: bool) -> None:
         if not accepted:

@@ -28,7 +28,7 @@ from django.db import DatabaseError, InterfaceError, connections
 from django.tasks import task_backends
 
 from .. import store, wakeups
-from ..conf import RuntimeOptions
+from ..conf import RuntimeOptions, validate_option
 from ..store import processes
 from .backoff import Backoff
 from .completer import Completer
@@ -67,12 +67,17 @@ class Runtime:
             )
         if backend.option_errors:
             raise ImproperlyConfigured(" ".join(backend.option_errors))
+        try:
+            overrides = {
+                name: validate_option(name, value)
+                for name, value in option_overrides.items()
+            }
+        except ValueError as exc:
+            raise ImproperlyConfigured(str(exc)) from exc
         self.backend_alias = backend_alias
         self.backend_class = type(backend)
         self.using = backend.database
-        self.options: RuntimeOptions = replace(
-            backend.runtime_options, **option_overrides
-        )
+        self.options: RuntimeOptions = replace(backend.runtime_options, **overrides)
         self.mode = mode
         self.worker_id = new_worker_id()
         self._exit_when_empty = exit_when_empty

@@ -1,8 +1,9 @@
-"""The claim loop: claim as many ready jobs as there are free slots, run them.
+"""The claim loop: claim ready jobs into free slots and start them.
 
-While claims come back full the queue is busy: the loop then waits until half
-of the slots are free and claims them in one statement, rather than paying a
-round trip per freed slot. Otherwise it sleeps until woken or until the poll
+A claim takes at most half of the slots. While claims come back full the
+queue is busy, and the loop claims again as soon as half of the slots are
+free: one batch runs while the next is being claimed, and no round trip is
+paid per freed slot. Otherwise it sleeps until woken or until the poll
 interval passes. Wake-ups only shorten the sleep; polling alone finds every
 job.
 
@@ -77,7 +78,7 @@ class Worker:
     async def run(self) -> None:
         """Claim and start jobs until told to stop (or, in burst mode, empty)."""
         backoff = Backoff(maximum=max(self._poll_interval, 5.0))
-        # Free slots worth a claim while the queue is busy.
+        # The most one claim takes, and the free slots it waits for when busy.
         batch = -(-self._concurrency // 2)
         busy = False
         while self._claiming:
@@ -91,12 +92,13 @@ class Worker:
                 await self._slots_freed.wait()
                 continue
             self._woken.clear()
+            limit = min(free, batch)
             try:
                 jobs = await self._run_store(
                     store.claim_batch,
                     backend=self._backend,
                     selectors=self._selectors,
-                    limit=free,
+                    limit=limit,
                     worker_id=self._worker_id,
                 )
             except Exception:
@@ -107,7 +109,7 @@ class Worker:
             backoff.reset()
             for job in jobs:
                 self._start(job)
-            busy = len(jobs) == free
+            busy = len(jobs) == limit
             if busy:
                 continue  # more may be ready
             if self._exit_when_empty and not jobs:

@@ -149,29 +149,14 @@ def claim_batch(
     """
     connection = connections[using]
     sql = dialect(connection)
-    table = connection.ops.quote_name(Job._meta.db_table)
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     token = uuid.uuid4()
-    assignments = (
-        "status = 'RUNNING', claim_token = %(token)s, claimed_by = %(worker_id)s, "
-        "started_at = COALESCE(started_at, %(now)s), last_attempted_at = %(now)s, "
-        f"worker_ids = {sql.APPEND_WORKER_ID}"
-    )
-    returning = (
-        f"{table}.id, queue_name, task_path, priority, available_at, enqueued_at, "
-        f"run_after, started_at, last_attempted_at, {sql.CLAIMED_PAYLOAD}"
-    )
     claimed: list[ClaimedJob] = []
     with connection.cursor() as cursor, sql.claim_transaction(cursor):
         for selector in selectors:
-            selector_sql, selector_params = _selector_filter(selector)
+            statement, selector_params = claim_statement(connection, selector)
             cursor.execute(
-                sql.CLAIM.format(
-                    table=table,
-                    selector=selector_sql,
-                    assignments=assignments,
-                    returning=returning,
-                ),
+                statement,
                 {
                     "backend": backend,
                     "now": now,
@@ -189,6 +174,33 @@ def claim_batch(
             if len(claimed) >= limit:
                 break
     return claimed
+
+
+def claim_statement(
+    connection: BaseDatabaseWrapper, selector: QueueSelector
+) -> tuple[str, dict[str, Any]]:
+    """The SQL claiming jobs of one selector, with the selector's parameters.
+
+    It also takes ``backend``, ``now``, ``limit``, ``token`` and ``worker_id``.
+    """
+    sql = dialect(connection)
+    table = connection.ops.quote_name(Job._meta.db_table)
+    selector_sql, selector_params = _selector_filter(selector)
+    statement = sql.CLAIM.format(
+        table=table,
+        selector=selector_sql,
+        assignments=(
+            "status = 'RUNNING', claim_token = %(token)s, "
+            "claimed_by = %(worker_id)s, "
+            "started_at = COALESCE(started_at, %(now)s), last_attempted_at = %(now)s, "
+            f"worker_ids = {sql.APPEND_WORKER_ID}"
+        ),
+        returning=(
+            f"{table}.id, queue_name, task_path, priority, available_at, enqueued_at, "
+            f"run_after, started_at, last_attempted_at, {sql.CLAIMED_PAYLOAD}"
+        ),
+    )
+    return statement, selector_params
 
 
 def finish_claims(outcomes: Sequence[Outcome], *, using: str) -> set[uuid.UUID]:

@@ -60,3 +60,23 @@ def return_unserializable():
 @task(takes_context=True)
 def context_info(context) -> dict:
     return {"id": context.task_result.id, "attempt": context.attempt}
+
+
+@task
+def fail_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+@task
+async def async_fail() -> None:
+    await asyncio.sleep(0)
+    raise RuntimeError("async boom")
+
+
+NOT_A_TASK = "a module attribute that is not a task"
+
+
+@task
+async def async_sleep_for(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds

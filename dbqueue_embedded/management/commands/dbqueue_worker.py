@@ -51,7 +51,7 @@ class Command(BaseCommand):
             "--concurrency",
             "-c",
             type=_option("concurrency", int),
-            help="Jobs to run at once (default: OPTIONS['concurrency'], 10).",
+            help="Jobs to run at once (default: OPTIONS['concurrency'], 32).",
         )
         parser.add_argument(
             "--poll-interval",

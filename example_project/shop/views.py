@@ -1,0 +1,37 @@
+import random
+
+from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from dbqueue_embedded.models import Job
+
+from . import tasks
+
+ENQUEUE = {
+    "quick": lambda: tasks.send_receipt.enqueue(random.randint(1000, 9999)),
+    "slow": lambda: tasks.build_sales_report.enqueue(5),
+    "failing": lambda: tasks.charge_card.enqueue(random.randint(1000, 9999)),
+    "async": lambda: tasks.fetch_exchange_rate.enqueue("EUR"),
+}
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    jobs = Job.objects.order_by("-enqueued_at")[:25]
+    # Each job with the last line of its latest error ("ValueError: ...").
+    rows = [
+        (
+            job,
+            job.errors[-1]["traceback"].strip().splitlines()[-1] if job.errors else "",
+        )
+        for job in jobs
+    ]
+    return render(request, "shop/index.html", {"jobs": rows})
+
+
+@require_POST
+def enqueue(request: HttpRequest, kind: str) -> HttpResponse:
+    if kind not in ENQUEUE:
+        return HttpResponseNotFound(f"No task called {kind!r}.")
+    ENQUEUE[kind]()
+    return redirect("index")

@@ -1,0 +1,123 @@
+"""Shared fixtures. Every test runs on the database DBQUEUE_TEST_DATABASE names."""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from dbqueue_embedded.runtime.supervisor import Runtime
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> object:
+    """Poll until ``condition()`` is truthy and return it, or fail the test."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"Timed out after {timeout} s waiting for {condition}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def run_worker() -> Iterator[Callable[..., Runtime]]:
+    """Run the runtime in this process until the queue is empty.
+
+    Needs committed data: use it from tests marked
+    ``@pytest.mark.django_db(transaction=True)``.
+    """
+    runtimes = []
+
+    def run(**options: object) -> Runtime:
+        runtime = Runtime("default", exit_when_empty=True, **options)
+        runtimes.append(runtime)
+        runtime.start()
+        if not runtime.wait(timeout=30):
+            pytest.fail("The worker did not drain the queue within 30 s.")
+        return runtime
+
+    yield run
+    for runtime in runtimes:
+        runtime.stop()
+
+
+@pytest.fixture
+def background_worker() -> Iterator[Callable[..., Runtime]]:
+    """Start runtimes in this process that keep running until the test ends."""
+    runtimes = []
+
+    def start(**options: object) -> Runtime:
+        runtime = Runtime("default", **options)
+        runtimes.append(runtime)
+        runtime.start()
+        return runtime
+
+    yield start
+    for runtime in runtimes:
+        runtime.stop()
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment for a subprocess that uses this test run's database."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DBQUEUE_DB_NAME": str(connection.settings_dict["NAME"]),
+    }
+
+
+class WorkerSubprocess:
+    """``manage.py dbqueue_worker`` running as a separate process.
+
+    Its output goes to a file, so a test can wait for a line while it runs.
+    """
+
+    def __init__(self, *arguments: str) -> None:
+        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "django", "dbqueue_worker", *arguments],
+            cwd=ROOT,
+            env=subprocess_env(),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text()
+
+    def send_signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def finish(self, timeout: float = 60) -> str:
+        """Wait for the process to exit; return its output, failing on a hang."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f"The worker hung. Its output:\n{self.output()}")
+        output = self.output()
+        self.log.close()
+        return output
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
+
+
+TEST_DATABASE = os.environ.get("DBQUEUE_TEST_DATABASE", "sqlite")
+requires_postgres = pytest.mark.skipif(
+    TEST_DATABASE != "postgres", reason="PostgreSQL only"
+)
+requires_sqlite = pytest.mark.skipif(TEST_DATABASE != "sqlite", reason="SQLite only")

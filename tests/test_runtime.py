@@ -1,0 +1,172 @@
+"""The runtime itself: lifecycle, registration, wake-ups, stopping, resilience."""
+
+import logging
+import threading
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import OperationalError
+from django.tasks import TaskResultStatus
+
+from dbqueue_embedded import store
+from dbqueue_embedded.models import WorkerProcess
+from dbqueue_embedded.runtime.supervisor import Runtime
+from dbqueue_embedded.store import processes
+from tests.conftest import wait_for
+from tests.testapp import tasks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def finished(result):
+    result.refresh()
+    return result.is_finished
+
+
+def status_of(result):
+    result.refresh()
+    return result.status
+
+
+def registered(runtime):
+    return WorkerProcess.objects.filter(id=runtime.worker_id).first()
+
+
+def test_start_and_stop_are_idempotent():
+    runtime = Runtime()
+    runtime.stop()  # never started: nothing to do
+    runtime.start()
+    thread_count = threading.active_count()
+    runtime.start()
+    assert threading.active_count() == thread_count
+    wait_for(lambda: registered(runtime))
+    runtime.stop()
+    runtime.stop()
+    assert not runtime.is_running
+
+
+def test_a_runtime_registers_its_process_and_deregisters_on_stop(background_worker):
+    runtime = background_worker(concurrency=3, worker_queues="a,b*")
+    row = wait_for(lambda: registered(runtime))
+    assert row.mode == "standalone"
+    assert row.concurrency == 3
+    assert row.queues == ["a", "b*"]
+    assert row.backend == "default"
+    runtime.stop()
+    assert registered(runtime) is None
+
+
+def test_heartbeats_refresh_the_process_row(background_worker):
+    runtime = background_worker(heartbeat_interval=0.05)
+    first = wait_for(lambda: registered(runtime)).last_heartbeat_at
+    wait_for(lambda: registered(runtime).last_heartbeat_at > first)
+
+
+def test_an_enqueue_in_this_process_wakes_the_runtime_at_once(background_worker):
+    # With a poll interval of a minute, only the in-process wake-up can run
+    # the job within the wait below.
+    runtime = background_worker(poll_interval=60)
+    wait_for(lambda: registered(runtime))
+    result = tasks.add.enqueue(2, 2)
+    wait_for(lambda: finished(result), timeout=5)
+    assert result.return_value == 4
+
+
+def test_a_wake_up_for_another_queue_does_not_concern_the_runtime(background_worker):
+    runtime = background_worker(poll_interval=60, worker_queues="emails")
+    wait_for(lambda: registered(runtime))
+    other = tasks.add.using(queue_name="reports").enqueue(1, 1)
+    mine = tasks.add.using(queue_name="emails").enqueue(1, 1)
+    wait_for(lambda: finished(mine), timeout=5)
+    assert not finished(other)
+
+
+def test_a_graceful_stop_lets_running_jobs_finish(background_worker):
+    runtime = background_worker(shutdown_timeout=10)
+    result = tasks.sleep_for.enqueue(0.5)
+    wait_for(lambda: status_of(result) == TaskResultStatus.RUNNING)
+    runtime.stop()
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL
+
+
+@pytest.mark.parametrize("slow_task", [tasks.sleep_for, tasks.async_sleep_for])
+def test_jobs_still_running_after_the_timeout_go_back_to_the_queue(
+    background_worker, run_worker, slow_task
+):
+    runtime = background_worker(shutdown_timeout=0.1)
+    result = slow_task.enqueue(1.5)
+    wait_for(lambda: status_of(result) == TaskResultStatus.RUNNING)
+    runtime.stop()
+
+    result.refresh()
+    assert result.status == TaskResultStatus.READY
+    assert result.worker_ids == [runtime.worker_id]
+    [error] = result.errors
+    assert error.exception_class_path == "dbqueue_embedded.exceptions.JobInterrupted"
+    assert "after waiting 0.1 s" in error.traceback
+
+    second = run_worker()
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.worker_ids == [runtime.worker_id, second.worker_id]
+
+
+def test_a_stop_can_release_running_jobs_at_once(background_worker):
+    runtime = background_worker(shutdown_timeout=60)
+    result = tasks.sleep_for.enqueue(1.5)
+    wait_for(lambda: status_of(result) == TaskResultStatus.RUNNING)
+    runtime.request_stop(immediately=True)
+    assert runtime.wait(timeout=5)
+    result.refresh()
+    assert result.status == TaskResultStatus.READY
+
+
+def test_claim_failures_are_logged_and_retried(monkeypatch, run_worker, caplog):
+    calls = []
+    claim_batch = store.claim_batch
+
+    def failing_once(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise OperationalError("the database went away")
+        return claim_batch(**kwargs)
+
+    monkeypatch.setattr(store, "claim_batch", failing_once)
+    result = tasks.add.enqueue(1, 1)
+    run_worker()
+    assert finished(result)
+    assert "Claiming jobs failed; retrying" in caplog.text
+    assert "the database went away" in caplog.text
+
+
+def test_a_part_that_crashes_is_restarted_and_the_rest_keeps_working(
+    monkeypatch, background_worker, caplog
+):
+    beats = []
+
+    def broken_heartbeat(**kwargs):
+        beats.append(kwargs)
+        raise RuntimeError("heartbeat bug")
+
+    monkeypatch.setattr(processes, "record_heartbeat", broken_heartbeat)
+    caplog.set_level(logging.ERROR, logger="dbqueue_embedded.runtime")
+    runtime = background_worker(heartbeat_interval=0.01)
+    wait_for(lambda: len(beats) >= 2)
+    result = tasks.add.enqueue(1, 1)
+    wait_for(lambda: finished(result))
+    assert "Runtime part 'heartbeat' crashed; restarting it" in caplog.text
+    assert runtime.is_running
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"concurrency": 0}, "Option 'concurrency': must be a whole number"),
+        ({"poll_interval": 0}, "Option 'poll_interval': must be more than zero"),
+        ({"speed": 1}, "Unknown option 'speed'"),
+    ],
+)
+def test_invalid_runtime_options_are_refused(options, message):
+    with pytest.raises(ImproperlyConfigured, match=message):
+        Runtime(**options)
