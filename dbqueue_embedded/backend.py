@@ -9,7 +9,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.apps import apps
 from django.core import checks
-from django.db import connections, router
+from django.db import NotSupportedError, connections, router
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
@@ -17,13 +17,11 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
 from . import payloads
-from .conf import parse_options
+from .conf import QUEUE_NAME_MAX_LENGTH, parse_options
 from .results import build_result
 
-# Models import lazily: Django builds backends while task modules are
-# imported, which may be before the app registry is ready.
-QUEUE_NAME_MAX_LENGTH = 100
-SUPPORTED_VENDORS = ("postgresql", "sqlite")
+# Models and the store import lazily: Django builds backends while task
+# modules are imported, which may be before the app registry is ready.
 
 
 class DatabaseBackend(BaseTaskBackend):
@@ -198,13 +196,15 @@ class DatabaseBackend(BaseTaskBackend):
                     )
                 )
         if apps.is_installed("dbqueue_embedded"):
-            connection = connections[self.database]
-            if connection.vendor not in SUPPORTED_VENDORS:
+            from . import store
+
+            try:
+                store.dialect(connections[self.database])
+            except NotSupportedError as exc:
                 messages.append(
                     checks.Error(
                         f"The task backend {self.alias!r} stores jobs in database "
-                        f"{self.database!r}, which is {connection.display_name}; "
-                        "dbqueue_embedded supports PostgreSQL and SQLite.",
+                        f"{self.database!r}. {exc}",
                         id="dbqueue_embedded.E004",
                     )
                 )

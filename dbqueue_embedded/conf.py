@@ -12,6 +12,9 @@ from typing import Any
 
 from .selectors import ALL_QUEUES, QueueSelector, parse_selectors
 
+# The longest queue name the job table stores.
+QUEUE_NAME_MAX_LENGTH = 100
+
 
 @dataclass(frozen=True, kw_only=True)
 class RuntimeOptions:

@@ -11,7 +11,7 @@ from django.db.models.functions import Now
 from django.tasks import TaskResultStatus
 from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
 
-QUEUE_NAME_MAX_LENGTH = 100
+from .conf import QUEUE_NAME_MAX_LENGTH
 
 
 class Job(models.Model):

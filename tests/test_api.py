@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 import django
 import pytest
 from asgiref.sync import async_to_sync
+from django.core.exceptions import ImproperlyConfigured
+from django.db import NotSupportedError
 from django.tasks import (
     Task,
     TaskResultStatus,
@@ -26,8 +28,10 @@ from django.tasks.exceptions import (
 from django.test import override_settings
 from django.utils import timezone
 
+from dbqueue_embedded import store
 from dbqueue_embedded.backend import DatabaseBackend
 from dbqueue_embedded.models import Job
+from dbqueue_embedded.runtime.supervisor import Runtime
 from tests.testapp import tasks
 
 DJANGO_61 = django.VERSION >= (6, 1)
@@ -315,3 +319,34 @@ def test_malformed_queue_selectors_are_refused(pattern):
         "default", {"BACKEND": BACKEND, "OPTIONS": {"worker_queues": [pattern]}}
     )
     assert [message.id for message in backend.check()] == ["dbqueue_embedded.E002"]
+
+
+@pytest.mark.skipif(not DJANGO_61, reason="task() passes options on from Django 6.1")
+def test_unknown_task_options_are_refused():
+    def job():
+        pass
+
+    job.__qualname__ = "job"
+    with pytest.raises(TypeError, match="unexpected keyword argument 'retries'"):
+        task(retries=3)(job)
+
+
+def test_only_postgresql_and_sqlite_are_supported():
+    class OtherDatabase:
+        vendor = "oracle"
+        display_name = "Oracle"
+
+    with pytest.raises(
+        NotSupportedError, match="supports PostgreSQL and SQLite, not Oracle"
+    ):
+        store.dialect(OtherDatabase())
+
+
+@override_settings(
+    TASKS={"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+)
+def test_the_runtime_refuses_a_backend_that_is_not_the_database_backend():
+    with pytest.raises(
+        ImproperlyConfigured, match="DummyBackend, not dbqueue_embedded"
+    ):
+        Runtime()
