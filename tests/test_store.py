@@ -218,3 +218,26 @@ def test_the_sqlite_claim_uses_the_partial_index():
         plan = "\n".join(str(row) for row in cursor.fetchall())
     assert "USING INDEX dbqueue_job_ready" in plan, plan
     assert "TEMP B-TREE" not in plan, plan
+
+
+@requires_sqlite
+def test_the_runtimes_sqlite_connections_use_wal_and_wait_for_the_lock():
+    def runtime_connection_settings():
+        store.prepare_runtime_connection(using="default")
+        with connection.cursor() as cursor:
+            settings = {}
+            for pragma in ("journal_mode", "synchronous", "busy_timeout"):
+                cursor.execute(f"PRAGMA {pragma}")
+                settings[pragma] = cursor.fetchone()[0]
+        connections.close_all()
+        return settings
+
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(runtime_connection_settings()))
+    thread.start()
+    thread.join()
+    # synchronous=1 is NORMAL; the project's own connections keep FULL (2).
+    assert seen == [{"journal_mode": "wal", "synchronous": 1, "busy_timeout": 20000}]
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA synchronous")
+        assert cursor.fetchone()[0] == 2

@@ -29,6 +29,9 @@ CLAIM = """
 
 APPEND_WORKER_ID = "json_insert(worker_ids, '$[#]', %(worker_id)s)"
 
+# The least time the runtime's connections wait for SQLite's write lock.
+RUNTIME_BUSY_TIMEOUT_MS = 20_000
+
 # The JSON columns of a claimed row, fetched as one document.
 CLAIMED_PAYLOAD = "json_array(json(args), json(kwargs), json(errors), json(worker_ids))"
 
@@ -116,7 +119,12 @@ def prepare_connection(cursor: Any) -> None:
     connection only: its commits (claims and outcomes) skip the fsync, which
     in WAL mode stays consistent and survives a crash of the process; an OS
     crash or power loss may undo its last few commits, so those jobs run
-    again. Enqueues keep the project's own connection settings.
+    again. A busy database makes the runtime wait (at least
+    RUNTIME_BUSY_TIMEOUT_MS) rather than fail. Enqueues keep the project's own
+    connection settings.
     """
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout")
+    if cursor.fetchone()[0] < RUNTIME_BUSY_TIMEOUT_MS:
+        cursor.execute(f"PRAGMA busy_timeout = {RUNTIME_BUSY_TIMEOUT_MS}")
