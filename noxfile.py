@@ -58,8 +58,11 @@ def demo(session: nox.Session) -> None:
     install(session, "django61")
     manage = ["python", str(ROOT / "example_project" / "manage.py")]
     session.run(*manage, "migrate", "--verbosity", "0")
+    # session.env marks variables to unset with None.
+    env = {**os.environ, **session.env, "PATH": f"{session.bin}:{os.environ['PATH']}"}
     worker = subprocess.Popen(
-        [session.bin + "/python", *manage[1:], "dbqueue_worker"], env=session.env
+        ["python", *manage[1:], "dbqueue_worker"],
+        env={name: value for name, value in env.items() if value is not None},
     )
     try:
         session.log("The example project runs at http://127.0.0.1:8000/")
