@@ -92,27 +92,46 @@ def build_result(
     return result
 
 
-def result_from_job(job: Any) -> TaskResult:
-    """The TaskResult of a ``Job`` row (raises UnknownTask if it cannot import)."""
-    task = task_as_enqueued(
-        import_task(job.task_path),
-        priority=job.priority,
-        queue_name=job.queue_name,
-        run_after=job.run_after,
-        backend=job.backend,
-    )
+def result_of_job(
+    task: Task,
+    job: Any,
+    *,
+    status: TaskResultStatus | str,
+    errors: list[TaskError],
+    finished_at: datetime | None = None,
+    return_value: Any = None,
+) -> TaskResult:
+    """The TaskResult of a stored job: a ``Job`` row or a claimed job."""
     return build_result(
-        task,
+        task_as_enqueued(
+            task,
+            priority=job.priority,
+            queue_name=job.queue_name,
+            run_after=job.run_after,
+            backend=job.backend,
+        ),
         id=job.id,
-        status=job.status,
+        status=status,
         backend=job.backend,
         args=job.args,
         kwargs=job.kwargs,
         enqueued_at=job.enqueued_at,
         started_at=job.started_at,
         last_attempted_at=job.last_attempted_at,
-        finished_at=job.finished_at,
-        errors=[TaskError(**error) for error in job.errors],
+        finished_at=finished_at,
+        errors=errors,
         worker_ids=job.worker_ids,
+        return_value=return_value,
+    )
+
+
+def result_from_job(job: Any) -> TaskResult:
+    """The TaskResult of a ``Job`` row (raises UnknownTask if it cannot import)."""
+    return result_of_job(
+        import_task(job.task_path),
+        job,
+        status=job.status,
+        errors=[TaskError(**error) for error in job.errors],
+        finished_at=job.finished_at,
         return_value=job.return_value,
     )

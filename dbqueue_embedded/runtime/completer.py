@@ -37,6 +37,10 @@ class Completer:
         # thread's connection (see Runtime).
         self._write = write
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Taken from the queue, not yet written: kept here, not in run(), so
+        # that a run() restarted after a crash carries on with them.
+        self._pending: list[tuple[Outcome, OnWritten]] = []
+        self._closing = False
         self._closed = False
         self._abandoned = threading.Event()
 
@@ -55,16 +59,15 @@ class Completer:
     def run(self) -> None:
         """Write outcomes as they come until closed (blocking; own thread)."""
         backoff = Backoff()
-        pending: list[tuple[Outcome, OnWritten]] = []
-        closing = False
-        while pending or not closing:
+        pending = self._pending
+        while pending or not self._closing:
             if not pending:
                 item = self._queue.get()
                 if item is _CLOSE:
-                    closing = True
+                    self._closing = True
                     continue
                 pending.append(item)
-            closing = self._take_queued(pending) or closing
+            self._closing = self._take_queued(pending) or self._closing
             batch = _first_per_claim(pending[:MAX_BATCH])
             try:
                 accepted = self._write(
@@ -87,7 +90,7 @@ class Completer:
             del pending[:MAX_BATCH]
             for item in written:
                 outcome, on_written = item
-                on_written(id(item) in kept and outcome.job_id in accepted)
+                _tell(on_written, id(item) in kept and outcome.job_id in accepted)
         self._refuse(pending)
 
     def _take_queued(self, pending: list[tuple[Outcome, OnWritten]]) -> bool:
@@ -111,16 +114,24 @@ class Completer:
         """Stop retrying writes the database keeps refusing; refuse the rest."""
         self._abandoned.set()
 
-    def _refuse(self, pending: Sequence[tuple[Outcome, OnWritten]]) -> None:
+    def _refuse(self, pending: list[tuple[Outcome, OnWritten]]) -> None:
         for _, on_written in pending:
-            on_written(False)
+            _tell(on_written, False)
+        pending.clear()
         while True:  # outcomes submitted while closing
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
             if item is not _CLOSE:
-                item[1](False)
+                _tell(item[1], False)
+
+
+def _tell(on_written: OnWritten, accepted: bool) -> None:
+    try:
+        on_written(accepted)
+    except Exception:
+        logger.exception("Handing on a written job outcome failed.")
 
 
 def _first_per_claim(

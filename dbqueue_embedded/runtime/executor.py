@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from .. import payloads
 from ..exceptions import JobInterrupted, UnknownTask
-from ..results import build_result, import_task, task_as_enqueued
+from ..results import import_task, result_of_job
 from ..store import ClaimedJob, Outcome
 from .completer import OnWritten
 
@@ -73,24 +73,8 @@ class Attempt:
     def __init__(self, job: ClaimedJob, task: Task) -> None:
         self.job = job
         self.task = task
-        self.result = build_result(
-            task_as_enqueued(
-                task,
-                priority=job.priority,
-                queue_name=job.queue_name,
-                run_after=job.run_after,
-                backend=job.backend,
-            ),
-            id=job.id,
-            status=TaskResultStatus.RUNNING,
-            backend=job.backend,
-            args=job.args,
-            kwargs=job.kwargs,
-            enqueued_at=job.enqueued_at,
-            started_at=job.started_at,
-            last_attempted_at=job.last_attempted_at,
-            errors=job.errors,
-            worker_ids=job.worker_ids,
+        self.result = result_of_job(
+            task, job, status=TaskResultStatus.RUNNING, errors=job.errors
         )
         self.outcome: Outcome | None = None
         # What the task raised, kept to send task_finished with its traceback.

@@ -1,14 +1,21 @@
 """The runtime: one per process, embedded in a web server or standalone.
 
 It runs on its own asyncio event loop in a dedicated thread, never on a loop
-that serves requests. Database calls of the runtime itself go through one
-store thread (one connection); sync jobs run in a bounded pool of job
-threads; async jobs run on the runtime's loop. Each part (claim loop,
-completer, heartbeat) is supervised: when one crashes it is logged and
-restarted without taking the others down.
+that serves requests, and keeps blocking work off that loop:
+
+- the store thread (one connection) registers the process, heartbeats and
+  claims;
+- the completer thread (one connection) writes outcomes in batches;
+- the job threads (at most ``concurrency``) run sync tasks, while async tasks
+  run on the runtime's loop;
+- the signal thread sends ``task_finished``.
+
+Each part run by the loop (claim loop, completer, heartbeat) is supervised:
+when one crashes it is logged and restarted without taking the others down.
 
 Whoever owns the process (the standalone command, or a server integration)
 calls ``start()`` and ``stop()``; the runtime never installs signal handlers.
+A runtime runs once: a stopped runtime is not started again.
 """
 
 import asyncio
@@ -77,6 +84,7 @@ class Runtime:
         self.backend_alias = backend_alias
         self.backend_class = type(backend)
         self.using = backend.database
+        self.vendor = connections[self.using].vendor
         self.options: RuntimeOptions = replace(backend.runtime_options, **overrides)
         self.mode = mode
         self.worker_id = new_worker_id()
@@ -350,7 +358,6 @@ class Runtime:
                 self._loop.call_soon_threadsafe(self._worker.wake)
 
     def _log_started(self) -> None:
-        connection = connections[self.using]
         logger.info(
             "Runtime %s started: mode=%s backend=%s database=%s (%s) queues=%s "
             "concurrency=%d poll_interval=%gs",
@@ -358,7 +365,7 @@ class Runtime:
             self.mode,
             self.backend_alias,
             self.using,
-            connection.vendor,
+            self.vendor,
             ",".join(str(s) for s in self.options.worker_queues),
             self.options.concurrency,
             self.options.poll_interval,
