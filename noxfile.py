@@ -2,7 +2,7 @@
 
     ./dev tests      the test suite: SQLite and PostgreSQL, Django 6.0 and 6.1
     ./dev lint       ruff
-    ./dev demo       the example project on SQLite
+    ./dev demo       the example shop on SQLite, the queue inside uvicorn
     ./dev bench      the benchmark, both databases side by side
 
 Arguments after ``--`` go to the underlying tool: ``./dev tests -- -k signals``.
@@ -10,7 +10,6 @@ Arguments after ``--`` go to the underlying tool: ``./dev tests -- -k signals``.
 
 import os
 import socket
-import subprocess
 from pathlib import Path
 
 import nox
@@ -54,22 +53,17 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.13")
 def demo(session: nox.Session) -> None:
-    """Run the example project on SQLite with a worker, at http://127.0.0.1:8000/."""
-    install(session, "django61")
-    manage = ["python", str(ROOT / "example_project" / "manage.py")]
-    session.run(*manage, "migrate", "--verbosity", "0")
-    # session.env marks variables to unset with None.
-    env = {**os.environ, **session.env, "PATH": f"{session.bin}:{os.environ['PATH']}"}
-    worker = subprocess.Popen(
-        ["python", *manage[1:], "dbqueue_worker"],
-        env={name: value for name, value in env.items() if value is not None},
+    """Run the example shop on SQLite, the queue inside uvicorn: http://127.0.0.1:8000/."""
+    install(session, "django61", "servers")
+    session.chdir(ROOT / "example_project")
+    session.run("python", "manage.py", "migrate", "--verbosity", "0")
+    session.log("The example shop runs at http://127.0.0.1:8000/ (Ctrl-C stops it).")
+    session.run(
+        "uvicorn",
+        "example.asgi:application",
+        *("--host", "127.0.0.1", "--port", "8000"),
+        *session.posargs,
     )
-    try:
-        session.log("The example project runs at http://127.0.0.1:8000/")
-        session.run(*manage, "runserver", "127.0.0.1:8000", *session.posargs)
-    finally:
-        worker.terminate()
-        worker.wait()
 
 
 @nox.session(python="3.13")

@@ -17,7 +17,7 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
 from . import payloads
-from .conf import QUEUE_NAME_MAX_LENGTH, parse_options
+from .conf import DEFAULT_CONCURRENCY, QUEUE_NAME_MAX_LENGTH, parse_options
 from .results import build_result
 
 # Models and the store import lazily: Django builds backends while task
@@ -196,19 +196,45 @@ class DatabaseBackend(BaseTaskBackend):
                     )
                 )
         if apps.is_installed("dbqueue_embedded"):
-            from . import store
-
-            try:
-                store.dialect(connections[self.database])
-            except NotSupportedError as exc:
-                messages.append(
-                    checks.Error(
-                        f"The task backend {self.alias!r} stores jobs in database "
-                        f"{self.database!r}. {exc}",
-                        id="dbqueue_embedded.E004",
-                    )
-                )
+            messages.extend(self._check_database())
         return messages
+
+    def _check_database(self) -> list[checks.CheckMessage]:
+        from . import store
+        from .runtime.budget import connection_budget, pool_size
+
+        connection = connections[self.database]
+        try:
+            store.dialect(connection)
+        except NotSupportedError as exc:
+            return [
+                checks.Error(
+                    f"The task backend {self.alias!r} stores jobs in database "
+                    f"{self.database!r}. {exc}",
+                    id="dbqueue_embedded.E004",
+                )
+            ]
+        pool = pool_size(connection.settings_dict)
+        # The least a process running the queue needs: one web thread and
+        # the embedded default concurrency, unless OPTIONS set another.
+        needed = connection_budget(
+            concurrency=self.runtime_options.concurrency
+            or DEFAULT_CONCURRENCY["embedded"],
+            web_threads=1,
+            vendor=connection.vendor,
+        )
+        if pool is not None and pool < needed.from_django:
+            return [
+                checks.Error(
+                    f"Django's connection pool for database {self.database!r} "
+                    f"holds {pool} connections; a process running the queue may "
+                    f"need {needed.from_django} ({needed}).",
+                    hint="Raise OPTIONS['pool']['max_size'] (and min_size), or "
+                    "lower the queue's OPTIONS['concurrency'].",
+                    id="dbqueue_embedded.E005",
+                )
+            ]
+        return []
 
 
 _clock_lock = threading.Lock()

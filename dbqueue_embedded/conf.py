@@ -16,11 +16,17 @@ from .selectors import ALL_QUEUES, QueueSelector, parse_selectors
 QUEUE_NAME_MAX_LENGTH = 100
 
 
+# Jobs one process runs at once unless OPTIONS say otherwise. A web process
+# that runs the queue embedded also serves requests, so it runs fewer.
+DEFAULT_CONCURRENCY = {"standalone": 32, "embedded": 8}
+
+
 @dataclass(frozen=True, kw_only=True)
 class RuntimeOptions:
     # Jobs one process runs at once: sync jobs each take a thread of the job
-    # pool, async jobs share the runtime's event loop.
-    concurrency: int = 32
+    # pool, async jobs share the runtime's event loop. None: by mode, as in
+    # DEFAULT_CONCURRENCY.
+    concurrency: int | None = None
     # Seconds between two looks for ready jobs when nothing woke the runtime.
     poll_interval: float = 1.0
     # Seconds running jobs get to finish on a graceful stop before they are

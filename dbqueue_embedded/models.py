@@ -99,6 +99,8 @@ class WorkerProcess(models.Model):
     pid = models.PositiveIntegerField()
     queues = models.JSONField(default=list)
     concurrency = models.PositiveIntegerField()
+    # The most database connections the process may hold (see runtime.budget).
+    connection_budget = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(db_default=Now())
     last_heartbeat_at = models.DateTimeField(db_default=Now())
 

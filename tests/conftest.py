@@ -1,6 +1,8 @@
 """Shared fixtures. Every test runs on the database DBQUEUE_TEST_DATABASE names."""
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -66,31 +68,35 @@ def background_worker() -> Iterator[Callable[..., Runtime]]:
         runtime.stop()
 
 
-def subprocess_env() -> dict[str, str]:
+def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment for a subprocess that uses this test run's database."""
     return {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DBQUEUE_DB_NAME": str(connection.settings_dict["NAME"]),
+        **extra,
     }
 
 
-class WorkerSubprocess:
-    """``manage.py dbqueue_worker`` running as a separate process.
+class Subprocess:
+    """A command running as a separate process on the test database.
 
     Its output goes to a file, so a test can wait for a line while it runs.
     """
 
-    def __init__(self, *arguments: str) -> None:
+    def __init__(self, command: list[str], **env: str) -> None:
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log")  # noqa: SIM115
+        # A process group of its own, so that kill() also ends its children
+        # (a server's workers) rather than leaving them running orphaned.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "django", "dbqueue_worker", *arguments],
+            command,
             cwd=ROOT,
-            env=subprocess_env(),
+            env=subprocess_env(**env),
             stdout=self.log,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,
         )
 
     def output(self) -> str:
@@ -104,16 +110,28 @@ class WorkerSubprocess:
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail(f"The worker hung. Its output:\n{self.output()}")
+            self.kill()
+            pytest.fail(f"The process hung. Its output:\n{self.output()}")
         output = self.output()
         self.log.close()
         return output
 
+    def kill(self) -> None:
+        """Kill the process and every process it started."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
     @property
     def returncode(self) -> int | None:
         return self.process.returncode
+
+
+class WorkerSubprocess(Subprocess):
+    """``manage.py dbqueue_worker`` running as a separate process."""
+
+    def __init__(self, *arguments: str) -> None:
+        super().__init__([sys.executable, "-m", "django", "dbqueue_worker", *arguments])
 
 
 TEST_DATABASE = os.environ.get("DBQUEUE_TEST_DATABASE", "sqlite")

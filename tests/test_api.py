@@ -11,7 +11,7 @@ import django
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.exceptions import ImproperlyConfigured
-from django.db import NotSupportedError
+from django.db import NotSupportedError, connection
 from django.tasks import (
     Task,
     TaskResultStatus,
@@ -31,6 +31,7 @@ from django.utils import timezone
 from dbqueue_embedded import store
 from dbqueue_embedded.backend import DatabaseBackend
 from dbqueue_embedded.models import Job
+from dbqueue_embedded.runtime.budget import connection_budget, pool_size
 from dbqueue_embedded.runtime.supervisor import Runtime
 from tests.testapp import tasks
 
@@ -350,3 +351,27 @@ def test_the_runtime_refuses_a_backend_that_is_not_the_database_backend():
         ImproperlyConfigured, match="DummyBackend, not dbqueue_embedded"
     ):
         Runtime()
+
+
+def test_the_connection_budget_counts_web_job_and_runtime_connections():
+    budget = connection_budget(concurrency=8, web_threads=4, vendor="postgresql")
+    assert (budget.from_django, budget.total) == (15, 16)
+    assert str(budget) == (
+        "16 = web threads 4 + job threads 8 + runtime 3 + listener 1"
+    )
+    assert connection_budget(concurrency=8, web_threads=0, vendor="sqlite").total == 11
+
+
+@pytest.mark.parametrize(
+    ("options", "size"),
+    [({}, None), ({"pool": True}, 4), ({"pool": {"min_size": 2, "max_size": 30}}, 30)],
+)
+def test_the_pool_size_is_read_from_the_database_options(options, size):
+    assert pool_size({"OPTIONS": options}) == size
+
+
+def test_check_reports_a_connection_pool_too_small_for_the_queue(monkeypatch):
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", {"pool": True})
+    [message] = default_task_backend.check()
+    assert message.id == "dbqueue_embedded.E005"
+    assert "holds 4 connections; a process running the queue may need 12" in message.msg

@@ -5,14 +5,14 @@ import threading
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.tasks import TaskResultStatus
 
 from dbqueue_embedded import store
 from dbqueue_embedded.models import WorkerProcess
 from dbqueue_embedded.runtime.supervisor import Runtime
 from dbqueue_embedded.store import processes
-from tests.conftest import wait_for
+from tests.conftest import requires_postgres, wait_for
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -170,3 +170,35 @@ def test_a_part_that_crashes_is_restarted_and_the_rest_keeps_working(
 def test_invalid_runtime_options_are_refused(options, message):
     with pytest.raises(ImproperlyConfigured, match=message):
         Runtime(**options)
+
+
+def test_a_runtime_warns_when_django_s_pool_is_too_small(monkeypatch, caplog):
+    with monkeypatch.context() as patched:
+        patched.setitem(connection.settings_dict, "OPTIONS", {"pool": True})
+        runtime = Runtime(concurrency=6)
+    runtime.start()
+    try:
+        wait_for(lambda: "holds 4 connections, but this process" in caplog.text)
+        assert "may need 9 (" in caplog.text
+    finally:
+        runtime.stop()
+
+
+@requires_postgres
+def test_a_runtime_warns_when_the_queue_may_exceed_max_connections(
+    background_worker, caplog
+):
+    processes.register_process(
+        using="default",
+        process_id="busy-host-1",
+        backend="default",
+        mode="standalone",
+        hostname="busy-host",
+        pid=1,
+        queues=["*"],
+        concurrency=500,
+        connection_budget=503,
+    )
+    background_worker()
+    wait_for(lambda: "processes running the queue may open up to" in caplog.text)
+    assert "more than the" in caplog.text

@@ -8,9 +8,11 @@ that serves requests, and keeps blocking work off that loop:
 - the completer thread (one connection) writes outcomes in batches;
 - the job threads (at most ``concurrency``) run sync tasks, while async tasks
   run on the runtime's loop;
-- the signal thread sends ``task_finished``.
+- the signal thread sends ``task_finished``;
+- on PostgreSQL, a listener connection hears other processes' enqueues.
 
-Each part run by the loop (claim loop, completer, heartbeat) is supervised:
+Each part run by the loop (claim loop, completer, heartbeat, listener) is
+supervised:
 when one crashes it is logged and restarted without taking the others down.
 
 Whoever owns the process (the standalone command, or a server integration)
@@ -25,19 +27,22 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Awaitable, Callable, Collection
 from contextlib import suppress
 from dataclasses import replace
-from typing import Any
+from datetime import timedelta
+from typing import Any, Literal
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, InterfaceError, connections
 from django.tasks import task_backends
 
 from .. import store, wakeups
-from ..conf import RuntimeOptions, validate_option
+from ..conf import DEFAULT_CONCURRENCY, RuntimeOptions, validate_option
 from ..store import processes
+from ..wakeups.listener import Listener
 from .backoff import Backoff
+from .budget import connection_budget, pool_size
 from .completer import Completer
 from .executor import JobExecutor, released_outcome
 from .threads import ThreadPool
@@ -47,6 +52,8 @@ logger = logging.getLogger("dbqueue_embedded.runtime")
 
 # Seconds to wait for the last outcomes to be written when stopping.
 FINAL_WRITE_TIMEOUT = 10.0
+# Seconds a supervised part must have run for its crash to count as isolated.
+HEALTHY_RUN = 10.0
 
 
 def new_worker_id() -> str:
@@ -60,7 +67,8 @@ class Runtime:
         self,
         backend_alias: str = "default",
         *,
-        mode: str = "standalone",
+        mode: Literal["standalone", "embedded"] = "standalone",
+        web_threads: int = 0,
         exit_when_empty: bool = False,
         **option_overrides: Any,
     ) -> None:
@@ -85,7 +93,14 @@ class Runtime:
         self.backend_class = type(backend)
         self.using = backend.database
         self.vendor = connections[self.using].vendor
-        self.options: RuntimeOptions = replace(backend.runtime_options, **overrides)
+        options = replace(backend.runtime_options, **overrides)
+        if options.concurrency is None:
+            options = replace(options, concurrency=DEFAULT_CONCURRENCY[mode])
+        self.options: RuntimeOptions = options
+        self.budget = connection_budget(
+            concurrency=options.concurrency, web_threads=web_threads, vendor=self.vendor
+        )
+        self._pool_size = pool_size(connections[self.using].settings_dict)
         self.mode = mode
         self.worker_id = new_worker_id()
         self._exit_when_empty = exit_when_empty
@@ -154,16 +169,23 @@ class Runtime:
 
     def _run_thread(self, ready: threading.Event) -> None:
         loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._stop_requested = asyncio.Event()
-        self._release_now = asyncio.Event()
-        ready.set()
         try:
-            loop.run_until_complete(self._main())
+            loop.run_until_complete(self._serve(ready))
         except Exception:
             logger.exception("The dbqueue_embedded runtime failed.")
         finally:
             loop.close()
+
+    async def _serve(self, ready: threading.Event) -> None:
+        """Run on the current event loop until stopped; ``ready`` is set once
+        ``request_stop()`` can reach it."""
+        self._loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        self._release_now = asyncio.Event()
+        ready.set()
+        try:
+            await self._main()
+        finally:
             self._stopped.set()
 
     async def _main(self) -> None:
@@ -194,6 +216,7 @@ class Runtime:
                 return
             wakeups.subscribe(self._on_jobs_enqueued)
             self._log_started()
+            await self._check_connections()
             completing = asyncio.create_task(
                 self._supervise(
                     "completer",
@@ -201,6 +224,17 @@ class Runtime:
                 )
             )
             heartbeat = asyncio.create_task(self._supervise("heartbeat", self._beat))
+            listening = None
+            if self.vendor == "postgresql":
+                listener = Listener(
+                    self.using,
+                    name=f"dbqueue_embedded listener {self.worker_id}",
+                    on_wake=self._on_jobs_enqueued,
+                    on_listening=worker.wake,
+                )
+                listening = asyncio.create_task(
+                    self._supervise("listener", listener.run, max_delay=5.0)
+                )
             working = asyncio.create_task(self._supervise("worker", worker.run))
             stop_requested = asyncio.create_task(self._stop_requested.wait())
             await asyncio.wait(
@@ -214,6 +248,8 @@ class Runtime:
             await self._await_final_writes(completing, completer)
             await self._await_signals(signal_thread)
             heartbeat.cancel()
+            if listening is not None:
+                listening.cancel()
             wakeups.unsubscribe(self._on_jobs_enqueued)
             await self._run_store(
                 processes.deregister_process, process_id=self.worker_id
@@ -244,6 +280,7 @@ class Runtime:
                     pid=os.getpid(),
                     queues=[str(s) for s in self.options.worker_queues],
                     concurrency=self.options.concurrency,
+                    connection_budget=self.budget.total,
                 )
             except Exception:
                 delay = backoff.next_delay()
@@ -260,18 +297,61 @@ class Runtime:
                 return True
         return False
 
+    async def _check_connections(self) -> None:
+        """Warn when the queue may need more connections than there are."""
+        if self._pool_size is not None and self.budget.from_django > self._pool_size:
+            logger.warning(
+                "Django's connection pool for database %r holds %d connections, "
+                "but this process may need %d (%s). Raise the pool's max_size "
+                "or lower the queue's concurrency.",
+                self.using,
+                self._pool_size,
+                self.budget.from_django,
+                self.budget,
+            )
+        alive_within = timedelta(seconds=max(30, 3 * self.options.heartbeat_interval))
+        try:
+            capacity = await self._run_store(processes.connection_capacity)
+            count, demand = await self._run_store(
+                processes.connection_demand, alive_within=alive_within
+            )
+        except Exception:
+            logger.exception("Could not check the database's connection limit.")
+            return
+        if capacity is not None and demand > capacity:
+            logger.warning(
+                "The %d processes running the queue may open up to %d connections "
+                "together, more than the %d PostgreSQL accepts (max_connections "
+                "less reserved slots). Lower the queue's concurrency, run fewer "
+                "processes, or raise max_connections.",
+                count,
+                demand,
+                capacity,
+            )
+
     async def _supervise(
-        self, name: str, run: Callable[[], Coroutine[Any, Any, None]]
+        self,
+        name: str,
+        run: Callable[[], Awaitable[None]],
+        max_delay: float = 30.0,
     ) -> None:
-        """Run one part of the runtime, restarting it whenever it crashes."""
-        backoff = Backoff(first=0.5, maximum=30.0)
+        """Run one part of the runtime, restarting it whenever it crashes.
+
+        Restarts back off while the part keeps crashing at once; a part that
+        ran for a while before it crashed restarts promptly.
+        """
+        loop = asyncio.get_running_loop()
+        backoff = Backoff(first=0.5, maximum=max_delay)
         while True:
+            started = loop.time()
             try:
                 await run()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if loop.time() - started > HEALTHY_RUN:
+                    backoff.reset()
                 delay = backoff.next_delay()
                 logger.exception(
                     "Runtime part %r crashed; restarting it in %.1f s.", name, delay
@@ -348,19 +428,27 @@ class Runtime:
             functools.partial(_call_store, function, using=self.using, **kwargs),
         )
 
-    def _on_jobs_enqueued(self, backend: str, queue_names: Collection[str]) -> None:
-        # Called in the enqueuing thread, after its transaction committed.
+    def _on_jobs_enqueued(
+        self, backend: str, queue_names: Collection[str] | None
+    ) -> None:
+        """Wake the worker if jobs arrived in its queues (None: any queue).
+
+        Called in an enqueuing thread of this process once its transaction
+        committed, or on the runtime's loop by the listener.
+        """
         if backend != self.backend_alias or self._worker is None:
             return
         selectors = self.options.worker_queues
-        if any(s.matches(name) for s in selectors for name in queue_names):
+        if queue_names is None or any(
+            s.matches(name) for s in selectors for name in queue_names
+        ):
             with suppress(RuntimeError):  # the runtime stopped meanwhile
                 self._loop.call_soon_threadsafe(self._worker.wake)
 
     def _log_started(self) -> None:
         logger.info(
             "Runtime %s started: mode=%s backend=%s database=%s (%s) queues=%s "
-            "concurrency=%d poll_interval=%gs",
+            "concurrency=%d poll_interval=%gs connections=up to %s",
             self.worker_id,
             self.mode,
             self.backend_alias,
@@ -369,6 +457,7 @@ class Runtime:
             ",".join(str(s) for s in self.options.worker_queues),
             self.options.concurrency,
             self.options.poll_interval,
+            self.budget,
         )
 
 

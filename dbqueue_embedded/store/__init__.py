@@ -26,6 +26,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.tasks.base import TaskError
 from django.utils import timezone
 
+from .. import wakeups
 from ..models import Job
 from ..selectors import QueueSelector
 from . import postgresql, sqlite
@@ -105,7 +106,10 @@ def prepare_runtime_connection(*, using: str) -> None:
 
 
 def insert_jobs(jobs: Sequence[NewJob], *, using: str) -> None:
-    """Insert new READY jobs: all of them, or (on error) none."""
+    """Insert new READY jobs of one backend: all of them, or (on error) none.
+
+    Runtimes of other processes are woken once they commit (PostgreSQL).
+    """
     connection = connections[using]
     sql = dialect(connection)
     values = [
@@ -128,9 +132,10 @@ def insert_jobs(jobs: Sequence[NewJob], *, using: str) -> None:
         for job in jobs
     ]
     table = connection.ops.quote_name(Job._meta.db_table)
+    wake_up = wakeups.encode(jobs[0].backend, {job.queue_name for job in jobs})
     atomic = transaction.atomic(using=using, savepoint=False)
     with atomic if len(values) > 1 else nullcontext(), connection.cursor() as cursor:
-        sql.insert_rows(cursor, table, _NEW_JOB, values)
+        sql.insert_rows(cursor, table, _NEW_JOB, values, wake_up)
 
 
 def claim_batch(

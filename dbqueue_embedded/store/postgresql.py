@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from ..wakeups import CHANNEL
+
 CLAIM = """
     WITH picked AS MATERIALIZED (
         SELECT id FROM {table}
@@ -32,19 +34,30 @@ CLAIMED_PAYLOAD = "jsonb_build_array(args, kwargs, errors, worker_ids)"
 
 
 def insert_rows(
-    cursor: Any, table: str, columns: Sequence[str], values: Sequence[tuple]
+    cursor: Any,
+    table: str,
+    columns: Sequence[str],
+    values: Sequence[tuple],
+    wake_up: str,
 ) -> None:
-    """Insert rows: ``COPY`` for many (far cheaper per row), INSERT for one."""
+    """Insert rows and NOTIFY listeners with ``wake_up`` once they commit.
+
+    One row goes in one round trip with its NOTIFY; many go by ``COPY``, far
+    cheaper per row, in the caller's transaction.
+    """
     names = ", ".join(columns)
+    notify = "SELECT pg_notify(%s, %s)"
     if len(values) == 1:
         placeholders = ", ".join(["%s"] * len(columns))
         cursor.execute(
-            f"INSERT INTO {table} ({names}) VALUES ({placeholders})", values[0]
+            f"INSERT INTO {table} ({names}) VALUES ({placeholders}); {notify}",
+            [*values[0], CHANNEL, wake_up],
         )
         return
     with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
         for row in values:
             copy.write_row(row)
+    cursor.execute(notify, [CHANNEL, wake_up])
 
 
 def rows(alias: str, columns: Sequence[tuple[str, str]]) -> str:

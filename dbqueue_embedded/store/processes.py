@@ -1,5 +1,9 @@
 """The registry of running runtimes: one row per process, kept fresh by heartbeats."""
 
+from datetime import timedelta
+
+from django.db import connections
+from django.db.models import Count, Sum
 from django.db.models.functions import Now
 
 from ..models import WorkerProcess
@@ -15,6 +19,7 @@ def register_process(
     pid: int,
     queues: list[str],
     concurrency: int,
+    connection_budget: int,
 ) -> None:
     WorkerProcess.objects.using(using).update_or_create(
         id=process_id,
@@ -25,6 +30,7 @@ def register_process(
             "pid": pid,
             "queues": queues,
             "concurrency": concurrency,
+            "connection_budget": connection_budget,
             "last_heartbeat_at": Now(),
         },
     )
@@ -41,3 +47,30 @@ def record_heartbeat(*, using: str, process_id: str) -> bool:
 
 def deregister_process(*, using: str, process_id: str) -> None:
     WorkerProcess.objects.using(using).filter(id=process_id).delete()
+
+
+def connection_demand(*, using: str, alive_within: timedelta) -> tuple[int, int]:
+    """The processes that heartbeat lately, and the connections they may hold."""
+    alive = WorkerProcess.objects.using(using).filter(
+        last_heartbeat_at__gte=Now() - alive_within
+    )
+    totals = alive.aggregate(processes=Count("id"), budget=Sum("connection_budget"))
+    return totals["processes"], totals["budget"] or 0
+
+
+def connection_capacity(*, using: str) -> int | None:
+    """Connections the database server accepts from ordinary roles, or None.
+
+    PostgreSQL only: ``max_connections`` less the slots it reserves.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT sum(setting::int * CASE WHEN name = 'max_connections' "
+            "THEN 1 ELSE -1 END) FROM pg_settings WHERE name IN "
+            "('max_connections', 'superuser_reserved_connections', "
+            "'reserved_connections')"
+        )
+        return cursor.fetchone()[0]

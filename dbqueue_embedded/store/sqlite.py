@@ -37,9 +37,17 @@ CLAIMED_PAYLOAD = "json_array(json(args), json(kwargs), json(errors), json(worke
 
 
 def insert_rows(
-    cursor: Any, table: str, columns: Sequence[str], values: Sequence[tuple]
+    cursor: Any,
+    table: str,
+    columns: Sequence[str],
+    values: Sequence[tuple],
+    wake_up: str,
 ) -> None:
-    """Insert rows, with UUIDs and datetimes stored as Django stores them."""
+    """Insert rows, with UUIDs and datetimes stored as Django stores them.
+
+    SQLite has no NOTIFY: other processes find the jobs by polling, so
+    ``wake_up`` goes nowhere.
+    """
     names = ", ".join(columns)
     placeholders = ", ".join(["%s"] * len(columns))
     cursor.executemany(

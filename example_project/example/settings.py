@@ -54,6 +54,14 @@ TASKS = {
     }
 }
 
+# Show the queue's own log lines (start, stop, failures) on the console.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"dbqueue_embedded": {"handlers": ["console"], "level": "INFO"}},
+}
+
 USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"

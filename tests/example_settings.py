@@ -1,0 +1,20 @@
+"""The example project's settings, on the test run's database.
+
+Servers started by the tests import this: DBQUEUE_SHUTDOWN_TIMEOUT sets the
+queue's shutdown timeout.
+"""
+
+import os
+
+from example.settings import *  # noqa: F403
+from example.settings import TASKS
+
+from tests.settings import DATABASES  # noqa: F401
+
+TASKS["default"]["OPTIONS"] = {
+    **TASKS["default"]["OPTIONS"],
+    "poll_interval": 0.2,
+    "shutdown_timeout": float(os.environ.get("DBQUEUE_SHUTDOWN_TIMEOUT", "10")),
+}
+DEBUG = False
+STATIC_ROOT = os.environ.get("STATIC_ROOT")
