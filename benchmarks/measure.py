@@ -1,16 +1,21 @@
 """Measure one database and print the results as one JSON line.
 
 Run by ``benchmarks/run.py``, once per database, with BENCH_DATABASE and
-BENCH_DB_NAME set. Every figure is the median of ROUNDS rounds.
+BENCH_DB_NAME set. Rates are the median of ROUNDS rounds; latencies are
+percentiles over every sample.
 """
 
+import http.client
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import django
@@ -19,7 +24,13 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SINGLE_JOBS = 1000
 BULK_JOBS = 20_000
 DRAIN_JOBS = 10_000
+PICKUP_JOBS = 200  # one every PICKUP_GAP seconds
+PICKUP_GAP = 0.02
+HTTP_RATE = 100  # requests per second
+HTTP_SECONDS = 10
+IO_JOB_SECONDS = 0.02
 ROOT = Path(__file__).resolve().parent.parent
+SERVER_PORT = 8765
 
 
 def main() -> None:
@@ -32,6 +43,10 @@ def main() -> None:
         **measure_single_enqueue(),
         "bulk_enqueue": median(measure_bulk_enqueue),
         "drain": median(measure_drain),
+        "drain_embedded": median(measure_embedded_drain),
+        **measure_pickup_latency(),
+        **measure_http_latency(),
+        "extra_rss_mb": measure_extra_rss(),
     }
     print(json.dumps(results))
 
@@ -40,18 +55,27 @@ def median(measure) -> float:
     return statistics.median(measure() for _ in range(ROUNDS))
 
 
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
 def clear() -> None:
     from django.db import connection
 
     from benchmarks.benchapp.models import PlainJob
-    from dbqueue_embedded.models import Job
+    from dbqueue_embedded.models import Job, WorkerProcess
 
     Job.objects.all().delete()
     PlainJob.objects.all().delete()
+    WorkerProcess.objects.all().delete()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE dbqueue_embedded_job")
             cursor.execute("VACUUM ANALYZE benchapp_plainjob")
+
+
+# -- enqueue ----------------------------------------------------------------
 
 
 def measure_single_enqueue() -> dict[str, float]:
@@ -101,33 +125,323 @@ def measure_bulk_enqueue() -> float:
     return BULK_JOBS / (time.perf_counter() - started)
 
 
-def measure_drain() -> float:
-    """Drain no-op jobs with `manage.py dbqueue_worker --burst` at default settings.
+# -- draining ---------------------------------------------------------------
 
-    Timed from the first job's start to the last job's finish, as recorded in
-    the table, so that Python and Django start-up do not count.
+
+def drain_rate() -> float:
+    """Jobs per second from the first job's start to the last job's finish.
+
+    Timed from the table, so that process start-up does not count.
     """
     from django.db.models import Max, Min
+
+    from dbqueue_embedded.models import Job
+
+    done = Job.objects.filter(status="SUCCESSFUL")
+    count = done.count()
+    if count != DRAIN_JOBS:
+        raise RuntimeError(f"Only {count} of {DRAIN_JOBS} jobs succeeded.")
+    span = done.aggregate(first=Min("started_at"), last=Max("finished_at"))
+    return count / (span["last"] - span["first"]).total_seconds()
+
+
+def enqueue_no_ops(count: int) -> None:
     from django.tasks import default_task_backend
 
     from benchmarks.tasks import noop
-    from dbqueue_embedded.models import Job
 
+    default_task_backend.bulk_enqueue([(noop, (), {})] * count)
+
+
+def measure_drain() -> float:
+    """Drain no-op jobs with `manage.py dbqueue_worker --burst` at default settings."""
     clear()
-    default_task_backend.bulk_enqueue([(noop, (), {})] * DRAIN_JOBS)
+    enqueue_no_ops(DRAIN_JOBS)
     subprocess.run(
         [sys.executable, "-m", "django", "dbqueue_worker", "--burst", "-v", "0"],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=environment(),
         check=True,
     )
-    span = Job.objects.filter(status="SUCCESSFUL").aggregate(
-        first=Min("started_at"), last=Max("finished_at")
+    return drain_rate()
+
+
+def measure_embedded_drain() -> float:
+    """Drain no-op jobs with the runtime embedded in uvicorn.
+
+    At the standalone worker's default concurrency, to compare like with like.
+    """
+    from dbqueue_embedded.conf import DEFAULT_CONCURRENCY
+    from dbqueue_embedded.models import Job
+
+    clear()
+    standalone = DEFAULT_CONCURRENCY["standalone"]
+    with server("example.asgi:application", concurrency=standalone):
+        enqueue_no_ops(DRAIN_JOBS)
+        wait_until(lambda: not Job.objects.exclude(status="SUCCESSFUL").exists(), 120)
+    return drain_rate()
+
+
+# -- latency ----------------------------------------------------------------
+
+
+def measure_pickup_latency() -> dict[str, float]:
+    """From enqueue() returning to the task starting, one job at a time."""
+    from dbqueue_embedded.runtime.supervisor import Runtime
+
+    results = {}
+    clear()
+    with worker_process():
+        results["pickup_other"] = pickup_latencies()
+    clear()
+    runtime = Runtime(mode="embedded", web_threads=1)
+    runtime.start()
+    try:
+        wait_until(lambda: registered_processes() == 1, 30)
+        results["pickup_same"] = pickup_latencies()
+    finally:
+        runtime.stop()
+    return {
+        f"{name}_{label}": value * 1000
+        for name, samples in results.items()
+        for label, value in (
+            ("p50", percentile(samples, 0.50)),
+            ("p99", percentile(samples, 0.99)),
+        )
+    }
+
+
+def pickup_latencies() -> list[float]:
+    from benchmarks.tasks import started_at
+
+    for _ in range(20):  # warm up: imports, connections
+        started_at.enqueue()
+        time.sleep(PICKUP_GAP)
+    enqueued = []
+    for _ in range(PICKUP_JOBS):
+        result = started_at.enqueue()
+        enqueued.append((result, time.time()))
+        time.sleep(PICKUP_GAP)
+    latencies = []
+    for result, returned_at in enqueued:
+        wait_until(lambda result=result: refreshed(result).is_finished, 30)
+        latencies.append(result.return_value - returned_at)
+    return latencies
+
+
+def refreshed(result):
+    result.refresh()
+    return result
+
+
+# -- HTTP -------------------------------------------------------------------
+
+
+def measure_http_latency() -> dict[str, float]:
+    """HTTP latency of the example shop's job list at a steady request rate.
+
+    With the queue idle; busy draining I/O-bound jobs (each sleeps 20 ms) on
+    its own thread's loop, as dbqueue_embedded runs; and busy with the runtime
+    on the server's event loop, the alternative design.
+    """
+    results = {}
+    for name, app, busy in [
+        ("idle", "example.asgi:application", False),
+        ("busy", "example.asgi:application", True),
+        ("busy_shared_loop", "benchmarks.shared_loop_asgi:application", True),
+    ]:
+        clear()
+        with server(app):
+            if busy:
+                queue_io_jobs()
+            samples, connections = steady_requests()
+        results[f"http_{name}_p50"] = percentile(samples, 0.50) * 1000
+        results[f"http_{name}_p99"] = percentile(samples, 0.99) * 1000
+        if name == "busy":
+            results["connections_per_process"] = connections
+    results["http_busy_ratio"] = results["http_busy_p99"] / results["http_idle_p99"]
+    return results
+
+
+def queue_io_jobs() -> None:
+    """Enough 20 ms jobs to keep the server's runtime busy throughout."""
+    from django.tasks import default_task_backend
+
+    from benchmarks.tasks import sleep_briefly
+    from dbqueue_embedded.conf import DEFAULT_CONCURRENCY
+    from dbqueue_embedded.models import Job
+
+    count = int(1.5 * DEFAULT_CONCURRENCY["embedded"] / IO_JOB_SECONDS * HTTP_SECONDS)
+    default_task_backend.bulk_enqueue([(sleep_briefly, (IO_JOB_SECONDS,), {})] * count)
+    wait_until(lambda: Job.objects.filter(status="RUNNING").exists(), 30)
+
+
+def steady_requests() -> tuple[list[float], int | None]:
+    """GET the job list HTTP_RATE times a second; return each request's time.
+
+    Also samples the connections the server holds (PostgreSQL only).
+    """
+    samples: list[float] = []
+    stop = threading.Event()
+    peak_connections = [None]
+
+    def watch_connections() -> None:
+        while not stop.wait(0.5):
+            count = server_connections()
+            if count is not None:
+                peak_connections[0] = max(peak_connections[0] or 0, count)
+
+    watcher = threading.Thread(target=watch_connections)
+    watcher.start()
+    client = http.client.HTTPConnection("127.0.0.1", SERVER_PORT, timeout=10)
+    interval = 1 / HTTP_RATE
+    start = time.perf_counter()
+    try:
+        for index in range(HTTP_RATE * HTTP_SECONDS):
+            delay = start + index * interval - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            sent = time.perf_counter()
+            client.request("GET", "/")
+            response = client.getresponse()
+            response.read()
+            samples.append(time.perf_counter() - sent)
+            if response.status != 200:
+                raise RuntimeError(f"GET / answered {response.status}")
+    finally:
+        stop.set()
+        watcher.join()
+        client.close()
+    return samples, peak_connections[0]
+
+
+def server_connections() -> int | None:
+    """Connections to the benchmark database other than this process's own."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+# -- memory -----------------------------------------------------------------
+
+
+def measure_extra_rss() -> float:
+    """Resident memory a web process gains by running the queue, in MB.
+
+    The example shop without the queue, after some requests, against the
+    same with the queue after draining DRAIN_JOBS jobs and the same requests.
+    """
+    from dbqueue_embedded.models import Job
+
+    clear()
+    with server("benchmarks.plain_asgi:application") as process:
+        warm_up_requests()
+        without_queue = resident_memory(process.pid)
+    clear()
+    with server("example.asgi:application") as process:
+        enqueue_no_ops(DRAIN_JOBS)
+        wait_until(lambda: not Job.objects.exclude(status="SUCCESSFUL").exists(), 120)
+        warm_up_requests()
+        with_queue = resident_memory(process.pid)
+    return (with_queue - without_queue) / 1024
+
+
+def warm_up_requests() -> None:
+    client = http.client.HTTPConnection("127.0.0.1", SERVER_PORT, timeout=10)
+    for _ in range(300):
+        client.request("GET", "/")
+        client.getresponse().read()
+    client.close()
+
+
+def resident_memory(pid: int) -> int:
+    """VmRSS of a process, in kB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"No VmRSS for process {pid}")
+
+
+# -- processes --------------------------------------------------------------
+
+
+def environment(**extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT}:{ROOT / 'example_project'}",
+        **extra,
+    }
+
+
+@contextmanager
+def server(app: str, *, concurrency: int | None = None):
+    """uvicorn, one process, serving ``app`` on the benchmark database."""
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", app),
+            *("--port", str(SERVER_PORT), "--log-level", "warning"),
+        ],
+        cwd=ROOT,
+        env=environment(
+            DJANGO_SETTINGS_MODULE="benchmarks.server_settings",
+            BENCH_CONCURRENCY=str(concurrency or ""),
+        ),
     )
-    finished = Job.objects.filter(status="SUCCESSFUL").count()
-    if finished != DRAIN_JOBS:
-        raise RuntimeError(f"Only {finished} of {DRAIN_JOBS} jobs succeeded.")
-    return DRAIN_JOBS / (span["last"] - span["first"]).total_seconds()
+    try:
+        wait_until(lambda: serves(process), 60)
+        if app != "benchmarks.plain_asgi:application":
+            wait_until(lambda: registered_processes() == 1, 30)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+@contextmanager
+def worker_process():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "django", "dbqueue_worker", "-v", "0"],
+        cwd=ROOT,
+        env=environment(),
+    )
+    try:
+        wait_until(lambda: registered_processes() == 1, 60)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def serves(process: subprocess.Popen) -> bool:
+    if process.poll() is not None:
+        raise RuntimeError("The server exited.")
+    try:
+        client = http.client.HTTPConnection("127.0.0.1", SERVER_PORT, timeout=2)
+        client.request("GET", "/")
+        return client.getresponse().status == 200
+    except OSError:
+        return False
+
+
+def registered_processes() -> int:
+    from dbqueue_embedded.models import WorkerProcess
+
+    return WorkerProcess.objects.count()
+
+
+def wait_until(condition, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Gave up waiting for {condition}")
+        time.sleep(0.05)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,39 @@ ROWS = [
     ("ratio", "enqueue() / ORM create()", "{:.2f}x"),
     ("bulk_enqueue", "bulk_enqueue() of 20,000 jobs (jobs/s)", "{:,.0f}"),
     ("drain", "drain 10,000 no-op jobs, dbqueue_worker (jobs/s)", "{:,.0f}"),
+    ("drain_embedded", "drain 10,000 no-op jobs, in uvicorn (jobs/s)", "{:,.0f}"),
+    (
+        "pickup_other_p50",
+        "pickup latency, enqueued by another process, p50 (ms)",
+        "{:.1f}",
+    ),
+    (
+        "pickup_other_p99",
+        "pickup latency, enqueued by another process, p99 (ms)",
+        "{:.1f}",
+    ),
+    (
+        "pickup_same_p50",
+        "pickup latency, enqueued in the same process, p50 (ms)",
+        "{:.1f}",
+    ),
+    (
+        "pickup_same_p99",
+        "pickup latency, enqueued in the same process, p99 (ms)",
+        "{:.1f}",
+    ),
+    ("http_idle_p50", "HTTP GET /, queue idle, p50 (ms)", "{:.1f}"),
+    ("http_idle_p99", "HTTP GET /, queue idle, p99 (ms)", "{:.1f}"),
+    ("http_busy_p50", "HTTP GET /, queue busy, p50 (ms)", "{:.1f}"),
+    ("http_busy_p99", "HTTP GET /, queue busy, p99 (ms)", "{:.1f}"),
+    ("http_busy_ratio", "HTTP p99, busy / idle", "{:.2f}x"),
+    (
+        "http_busy_shared_loop_p99",
+        "HTTP p99, busy, runtime on the server's loop (ms)",
+        "{:.1f}",
+    ),
+    ("extra_rss_mb", "extra RSS of a web process after 10,000 jobs (MB)", "{:.1f}"),
+    ("connections_per_process", "database connections of a busy web process", "{}"),
 ]
 
 

@@ -71,6 +71,8 @@ class Job(models.Model):
                 name="dbqueue_job_ready_queue",
                 condition=models.Q(status=TaskResultStatus.READY),
             ),
+            # Listings of the latest jobs (admin, dashboards, the example).
+            models.Index(models.F("enqueued_at").desc(), name="dbqueue_job_latest"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -1,5 +1,6 @@
 """The runtime itself: lifecycle, registration, wake-ups, stopping, resilience."""
 
+import asyncio
 import logging
 import threading
 
@@ -11,6 +12,7 @@ from django.tasks import TaskResultStatus
 from dbqueue_embedded import store
 from dbqueue_embedded.models import WorkerProcess
 from dbqueue_embedded.runtime.supervisor import Runtime
+from dbqueue_embedded.runtime.web_activity import WebActivity, web_requests
 from dbqueue_embedded.store import processes
 from tests.conftest import requires_postgres, wait_for
 from tests.testapp import tasks
@@ -70,6 +72,45 @@ def test_an_enqueue_in_this_process_wakes_the_runtime_at_once(background_worker)
     result = tasks.add.enqueue(2, 2)
     wait_for(lambda: finished(result), timeout=5)
     assert result.return_value == 4
+
+
+def test_an_embedded_runtime_runs_jobs_while_its_server_is_never_idle(
+    background_worker,
+):
+    # The runtime defers its bookkeeping to requests in flight, but only for
+    # a moment: a request that never ends must not hold the queue up.
+    runtime = background_worker(mode="embedded", poll_interval=60)
+    wait_for(lambda: registered(runtime))
+    web_requests.request_started()
+    try:
+        results = [tasks.add.enqueue(n, n) for n in range(5)]
+        for result in results:
+            wait_for(lambda result=result: finished(result), timeout=5)
+    finally:
+        web_requests.request_finished()
+    assert [result.return_value for result in results] == [0, 2, 4, 6, 8]
+
+
+def test_deferred_work_resumes_as_soon_as_the_last_request_finishes():
+    activity = WebActivity()
+    activity.request_started()
+    activity.request_started()
+
+    async def wait_for_quiet() -> None:
+        loop = asyncio.get_running_loop()
+        waiting = asyncio.create_task(activity.quiet(max_wait=60))
+        await asyncio.sleep(0)  # let it start waiting
+        await loop.run_in_executor(None, activity.request_finished)
+        assert not waiting.done()
+        await loop.run_in_executor(None, activity.request_finished)
+        await asyncio.wait_for(waiting, timeout=5)
+
+    asyncio.run(wait_for_quiet())
+    finished_at = threading.Timer(0, activity.request_finished)
+    activity.request_started()
+    finished_at.start()
+    activity.wait_until_quiet(max_wait=60)  # returns once the timer fires
+    finished_at.join()
 
 
 def test_a_wake_up_for_another_queue_does_not_concern_the_runtime(background_worker):

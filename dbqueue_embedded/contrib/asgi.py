@@ -7,8 +7,9 @@ Wrap the application in ``asgi.py``::
 
     application = EmbeddedQueue(get_asgi_application())
 
-On the server's lifespan startup each server process starts its runtime; on
-lifespan shutdown it drains it: claiming stops, running jobs get
+On the server's lifespan startup each server process starts its runtime, which
+yields its own bookkeeping to the HTTP requests in flight; on lifespan
+shutdown it drains it: claiming stops, running jobs get
 ``shutdown_timeout`` seconds, and jobs still running are released back to the
 queue. Works with uvicorn (any ``--workers``), Gunicorn's uvicorn workers and
 Hypercorn. Django's ASGI handler does not speak the lifespan protocol, so this
@@ -20,6 +21,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from ..runtime.web_activity import web_requests
 
 logger = logging.getLogger("dbqueue_embedded.runtime")
 
@@ -42,6 +45,13 @@ class EmbeddedQueue:
         self.backends = backends
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            web_requests.request_started()
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                web_requests.request_finished()
+            return
         if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return

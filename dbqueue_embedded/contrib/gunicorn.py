@@ -28,6 +28,7 @@ def post_fork(server: Any, worker: Any) -> None:
     """Gunicorn hook: start this worker's queue runtime."""
     from django.apps import apps
 
+    _report_requests(worker)
     if apps.ready:  # preload_app: the master loaded the application
         _leave_inherited_connections()
         _start(server, worker)
@@ -58,6 +59,28 @@ def _start(server: Any, worker: Any) -> None:
         worker.pid,
         ", ".join(runtime.worker_id for runtime in runtimes) or "no queue backend",
     )
+
+
+def _report_requests(worker: Any) -> None:
+    """Tell the runtime when the worker serves a request, so it yields to it.
+
+    Sync and gthread workers serve each request in ``handle_request()``;
+    ASGI workers have none, and ``EmbeddedQueue`` reports their requests.
+    """
+    from ..runtime.web_activity import web_requests
+
+    handle_request = getattr(worker, "handle_request", None)
+    if handle_request is None:
+        return
+
+    def handle_request_reported(*args: Any, **kwargs: Any) -> Any:
+        web_requests.request_started()
+        try:
+            return handle_request(*args, **kwargs)
+        finally:
+            web_requests.request_finished()
+
+    worker.handle_request = handle_request_reported
 
 
 def _leave_inherited_connections() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from .. import store
 from ..store import Outcome
 from .backoff import Backoff
+from .web_activity import WebActivity
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +33,13 @@ OnWritten = Callable[[bool], None]
 
 
 class Completer:
-    def __init__(self, write: Callable[..., Any]) -> None:
+    def __init__(
+        self, write: Callable[..., Any], web_activity: WebActivity | None = None
+    ) -> None:
         # write(store_function, **kwargs) runs a store function on this
         # thread's connection (see Runtime).
         self._write = write
+        self._web_activity = web_activity
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # Taken from the queue, not yet written: kept here, not in run(), so
         # that a run() restarted after a crash carries on with them.
@@ -67,6 +71,8 @@ class Completer:
                     self._closing = True
                     continue
                 pending.append(item)
+            if self._web_activity is not None:
+                self._web_activity.wait_until_quiet()
             self._closing = self._take_queued(pending) or self._closing
             batch = _first_per_claim(pending[:MAX_BATCH])
             try:

@@ -32,6 +32,7 @@ from ..exceptions import JobInterrupted, UnknownTask
 from ..results import import_task, result_of_job
 from ..store import ClaimedJob, Outcome
 from .completer import OnWritten
+from .web_activity import WebActivity
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +120,10 @@ class JobExecutor:
         signal_thread: Executor,
         submit_outcome: Callable[[Outcome, OnWritten], None],
         sender: type,
+        web_activity: WebActivity | None = None,
     ) -> None:
         self._job_threads = job_threads
+        self._web_activity = web_activity
         self._signal_thread = signal_thread
         self._submit_outcome = submit_outcome
         self._sender = sender
@@ -223,6 +226,8 @@ class JobExecutor:
         return on_written
 
     def _finish_written(self) -> None:
+        if self._web_activity is not None:
+            self._web_activity.wait_until_quiet()
         while True:
             with self._written_lock:
                 if not self._written:

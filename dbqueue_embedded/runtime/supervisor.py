@@ -46,6 +46,7 @@ from .budget import connection_budget, pool_size
 from .completer import Completer
 from .executor import JobExecutor, released_outcome
 from .threads import ThreadPool
+from .web_activity import web_requests
 from .worker import Worker
 
 logger = logging.getLogger("dbqueue_embedded.runtime")
@@ -194,12 +195,18 @@ class Runtime:
         completer_thread = ThreadPool(1, name="dbqueue-completer")
         signal_thread = ThreadPool(1, name="dbqueue-signals")
         job_threads = ThreadPool(self.options.concurrency, name="dbqueue-job")
-        completer = Completer(functools.partial(_call_store, using=self.using))
+        # An embedded runtime yields its bookkeeping to the web requests of
+        # its process; a standalone one has none to yield to.
+        web_activity = web_requests if self.mode == "embedded" else None
+        completer = Completer(
+            functools.partial(_call_store, using=self.using), web_activity
+        )
         executor = JobExecutor(
             job_threads=job_threads,
             signal_thread=signal_thread,
             submit_outcome=completer.submit,
             sender=self.backend_class,
+            web_activity=web_activity,
         )
         worker = self._worker = Worker(
             run_store=self._run_store,
@@ -209,6 +216,7 @@ class Runtime:
             worker_id=self.worker_id,
             concurrency=self.options.concurrency,
             poll_interval=self.options.poll_interval,
+            web_activity=web_activity,
             exit_when_empty=self._exit_when_empty,
         )
         try:

@@ -24,6 +24,7 @@ from ..selectors import QueueSelector
 from ..store import ClaimedJob
 from .backoff import Backoff
 from .executor import JobExecutor
+from .web_activity import WebActivity
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class Worker:
         worker_id: str,
         concurrency: int,
         poll_interval: float,
+        web_activity: WebActivity | None = None,
         exit_when_empty: bool = False,
     ) -> None:
         self._run_store = run_store
@@ -49,6 +51,7 @@ class Worker:
         self._concurrency = concurrency
         self._poll_interval = poll_interval
         self._exit_when_empty = exit_when_empty
+        self._web_activity = web_activity
         self._loop = asyncio.get_running_loop()
         self._lock = threading.Lock()
         # Each running job, with the asyncio task to cancel it by (async jobs).
@@ -91,6 +94,8 @@ class Worker:
             if free < wanted:
                 await self._slots_freed.wait()
                 continue
+            if self._web_activity is not None:
+                await self._web_activity.quiet()
             self._woken.clear()
             limit = min(free, batch)
             try:
