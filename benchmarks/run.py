@@ -23,6 +23,7 @@ ROWS = [
     ("bulk_enqueue", "bulk_enqueue() of 20,000 jobs (jobs/s)", "{:,.0f}"),
     ("drain", "drain 10,000 no-op jobs, dbqueue_worker (jobs/s)", "{:,.0f}"),
     ("drain_embedded", "drain 10,000 no-op jobs, in uvicorn (jobs/s)", "{:,.0f}"),
+    ("drain_embedded_ratio", "drain in uvicorn / dbqueue_worker", "{:.2f}x"),
     (
         "pickup_other_p50",
         "pickup latency, enqueued by another process, p50 (ms)",
@@ -48,6 +49,11 @@ ROWS = [
     ("http_busy_p50", "HTTP GET /, queue busy, p50 (ms)", "{:.1f}"),
     ("http_busy_p99", "HTTP GET /, queue busy, p99 (ms)", "{:.1f}"),
     ("http_busy_ratio", "HTTP p99, busy / idle", "{:.2f}x"),
+    (
+        "http_busy_unreported_p99",
+        "HTTP p99, busy, runtime not told of requests (ms)",
+        "{:.1f}",
+    ),
     (
         "http_busy_shared_loop_p99",
         "HTTP p99, busy, runtime on the server's loop (ms)",

@@ -23,4 +23,10 @@ TASKS = {
     }
 }
 DEBUG = False
-LOGGING = {"version": 1}
+# As dbqueue_worker at its default verbosity: Django's one INFO line per job
+# start and finish is not written, and not formatted either.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {"django.tasks": {"level": "WARNING"}},
+}

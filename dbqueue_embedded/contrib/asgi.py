@@ -65,19 +65,22 @@ class EmbeddedQueue:
     async def _startup(
         self, inner: "_InnerLifespan", message: Message, send: Send
     ) -> bool:
-        """Start the queue, then the app; False if either failed."""
+        """Start the app, then the queue (jobs may use what the app set up).
+
+        False if either failed.
+        """
         from ..runtime import embedded
 
+        reply = await inner.forward(message)
+        if reply is not None and reply["type"] == "lifespan.startup.failed":
+            await send(reply)
+            return False
         try:
             await asyncio.to_thread(embedded.start, self.backends)
         except Exception as exc:
             logger.exception("The queue runtime could not start.")
+            await inner.forward({"type": "lifespan.shutdown"})
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
-            return False
-        reply = await inner.forward(message)
-        if reply is not None and reply["type"] == "lifespan.startup.failed":
-            await asyncio.to_thread(embedded.stop)
-            await send(reply)
             return False
         await send({"type": "lifespan.startup.complete"})
         return True
