@@ -28,8 +28,8 @@ DRAIN_JOBS = 10_000
 DRAIN_ROUNDS = 7
 PICKUP_JOBS = 200  # one every PICKUP_GAP seconds
 PICKUP_GAP = 0.02
-# Requests per second: the example page costs ~15 ms of CPU, so this keeps
-# the server's process about 40% busy, like a healthy production web process.
+# Requests per second: the example page costs about 10 ms of CPU, so this
+# keeps the server's process a quarter busy, like a healthy web process.
 HTTP_RATE = 25
 HTTP_SECONDS = 24
 IO_JOB_SECONDS = 0.02
