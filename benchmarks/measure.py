@@ -26,8 +26,12 @@ SINGLE_JOBS = 1000
 BULK_JOBS = 20_000
 DRAIN_JOBS = 10_000
 DRAIN_ROUNDS = 7
-PICKUP_JOBS = 200  # one every PICKUP_GAP seconds
-PICKUP_GAP = 0.02
+# One job every PICKUP_GAP seconds. The gap does not divide the poll interval
+# (1 s), so that enqueues fall at every phase of the poll cycle in turn (19 ms
+# on from one cycle to the next, 1 ms apart over 19 cycles): with a gap that
+# divides it, the median depends on where the first enqueue happens to fall.
+PICKUP_JOBS = 1000
+PICKUP_GAP = 0.019
 # Requests per second: the example page costs about 10 ms of CPU, so this
 # keeps the server's process a quarter busy, like a healthy web process.
 HTTP_RATE = 25
@@ -240,10 +244,13 @@ def pickup_latencies() -> list[float]:
         started_at.enqueue()
         time.sleep(PICKUP_GAP)
     enqueued = []
-    for _ in range(PICKUP_JOBS):
+    start = time.perf_counter()
+    for index in range(PICKUP_JOBS):
+        delay = start + index * PICKUP_GAP - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
         result = started_at.enqueue()
         enqueued.append((result, time.time()))
-        time.sleep(PICKUP_GAP)
     latencies = []
     for result, returned_at in enqueued:
         wait_until(lambda result=result: refreshed(result).is_finished, 30)

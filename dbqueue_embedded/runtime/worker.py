@@ -98,6 +98,9 @@ class Worker:
                 await self._web_activity.quiet()
             self._woken.clear()
             limit = min(free, batch)
+            # Polls keep a fixed rate: the next is due an interval after this
+            # one started, however long it and the jobs' start took.
+            polled_at = self._loop.time()
             try:
                 jobs = await self._run_store(
                     store.claim_batch,
@@ -122,7 +125,7 @@ class Worker:
                     return
                 await self._idle.wait()
                 continue
-            await self._sleep(self._poll_interval)
+            await self._sleep(polled_at + self._poll_interval - self._loop.time())
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, unless woken first."""
