@@ -148,24 +148,25 @@ def test_each_server_process_runs_the_queue_for_its_requests(servers, kind):
     assert not WorkerProcess.objects.exists(), output
 
 
-@pytest.mark.parametrize("kind", ["uvicorn", "gunicorn-sync"])
-def test_a_stopping_server_lets_a_running_job_finish(servers, kind):
-    server = servers(kind, shutdown_timeout=10)
+def stop_during_slow_job(servers, kind, shutdown_timeout):
+    """SIGTERM a server while its 5 s job runs; the job and the server's output."""
+    server = servers(kind, shutdown_timeout=shutdown_timeout)
     job = server.enqueue("slow")  # sleeps 5 s
     wait_for(lambda: status_of(job) == TaskResultStatus.RUNNING)
     server.send_signal(signal.SIGTERM)
-    output = server.finish(timeout=30)
+    return job, server.finish(timeout=30)
+
+
+@pytest.mark.parametrize("kind", ["uvicorn", "gunicorn-sync"])
+def test_a_stopping_server_lets_a_running_job_finish(servers, kind):
+    job, output = stop_during_slow_job(servers, kind, shutdown_timeout=10)
     assert status_of(job) == TaskResultStatus.SUCCESSFUL, output
     assert job.errors == []
 
 
 @pytest.mark.parametrize("kind", ["uvicorn", "gunicorn-sync"])
 def test_a_job_outliving_the_shutdown_timeout_runs_again_after_a_restart(servers, kind):
-    server = servers(kind, shutdown_timeout=1)
-    job = server.enqueue("slow")  # sleeps 5 s
-    wait_for(lambda: status_of(job) == TaskResultStatus.RUNNING)
-    server.send_signal(signal.SIGTERM)
-    output = server.finish(timeout=30)
+    job, output = stop_during_slow_job(servers, kind, shutdown_timeout=1)
     assert status_of(job) == TaskResultStatus.READY, output
     [interrupted] = job.errors
     assert interrupted["exception_class_path"].endswith("JobInterrupted")

@@ -33,9 +33,7 @@ OnWritten = Callable[[bool], None]
 
 
 class Completer:
-    def __init__(
-        self, write: Callable[..., Any], web_activity: WebActivity | None = None
-    ) -> None:
+    def __init__(self, write: Callable[..., Any], web_activity: WebActivity) -> None:
         # write(store_function, **kwargs) runs a store function on this
         # thread's connection (see Runtime).
         self._write = write
@@ -71,8 +69,7 @@ class Completer:
                     self._closing = True
                     continue
                 pending.append(item)
-            if self._web_activity is not None:
-                self._web_activity.wait_until_quiet()
+            self._web_activity.wait_until_quiet()
             self._closing = self._take_queued(pending) or self._closing
             batch = _first_per_claim(pending[:MAX_BATCH])
             try:

@@ -120,7 +120,7 @@ class JobExecutor:
         signal_thread: Executor,
         submit_outcome: Callable[[Outcome, OnWritten], None],
         sender: type,
-        web_activity: WebActivity | None = None,
+        web_activity: WebActivity,
     ) -> None:
         self._job_threads = job_threads
         self._web_activity = web_activity
@@ -226,8 +226,7 @@ class JobExecutor:
         return on_written
 
     def _finish_written(self) -> None:
-        if self._web_activity is not None:
-            self._web_activity.wait_until_quiet()
+        self._web_activity.wait_until_quiet()
         while True:
             with self._written_lock:
                 if not self._written:

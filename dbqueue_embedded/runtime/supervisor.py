@@ -195,18 +195,17 @@ class Runtime:
         completer_thread = ThreadPool(1, name="dbqueue-completer")
         signal_thread = ThreadPool(1, name="dbqueue-signals")
         job_threads = ThreadPool(self.options.concurrency, name="dbqueue-job")
-        # An embedded runtime yields its bookkeeping to the web requests of
-        # its process; a standalone one has none to yield to.
-        web_activity = web_requests if self.mode == "embedded" else None
+        # The runtime yields its bookkeeping to the web requests of its
+        # process (dbqueue_worker serves none, so it never waits).
         completer = Completer(
-            functools.partial(_call_store, using=self.using), web_activity
+            functools.partial(_call_store, using=self.using), web_requests
         )
         executor = JobExecutor(
             job_threads=job_threads,
             signal_thread=signal_thread,
             submit_outcome=completer.submit,
             sender=self.backend_class,
-            web_activity=web_activity,
+            web_activity=web_requests,
         )
         worker = self._worker = Worker(
             run_store=self._run_store,
@@ -216,7 +215,7 @@ class Runtime:
             worker_id=self.worker_id,
             concurrency=self.options.concurrency,
             poll_interval=self.options.poll_interval,
-            web_activity=web_activity,
+            web_activity=web_requests,
             exit_when_empty=self._exit_when_empty,
         )
         try:

@@ -40,7 +40,7 @@ class Worker:
         worker_id: str,
         concurrency: int,
         poll_interval: float,
-        web_activity: WebActivity | None = None,
+        web_activity: WebActivity,
         exit_when_empty: bool = False,
     ) -> None:
         self._run_store = run_store
@@ -94,8 +94,7 @@ class Worker:
             if free < wanted:
                 await self._slots_freed.wait()
                 continue
-            if self._web_activity is not None:
-                await self._web_activity.quiet()
+            await self._web_activity.quiet()
             self._woken.clear()
             limit = min(free, batch)
             # Polls keep a fixed rate: the next is due an interval after this
