@@ -4,6 +4,7 @@
     ./dev lint       ruff
     ./dev demo       the example shop on SQLite, the queue inside uvicorn
     ./dev bench      the benchmark, both databases side by side
+    ./dev chaos      SIGKILL web workers and cut database connections mid-drain
 
 Arguments after ``--`` go to the underlying tool: ``./dev tests -- -k signals``.
 """
@@ -72,6 +73,16 @@ def bench(session: nox.Session) -> None:
     require_postgres(session)
     install(session, "django61", "bench")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python="3.13")
+@nox.parametrize("database", ["sqlite", "postgres"])
+def chaos(session: nox.Session, database: str) -> None:
+    """SIGKILL web workers and cut database connections while 2,000 jobs drain."""
+    if database == "postgres":
+        require_postgres(session)
+    install(session, "django61", "bench")
+    session.run("python", "chaos/run.py", "--database", database, *session.posargs)
 
 
 def require_postgres(session: nox.Session) -> None:

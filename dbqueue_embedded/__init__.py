@@ -1,3 +1,27 @@
 """A durable Django task queue that runs inside the web server process."""
 
+from .context import JobContext
+from .exceptions import (
+    JobCancelled,
+    JobInterrupted,
+    JobNotCancellable,
+    JobQuarantined,
+    JobTimeout,
+    UnknownTask,
+    WorkerLost,
+)
+from .task import QueueTask, task_options
+
+__all__ = [
+    "JobCancelled",
+    "JobContext",
+    "JobInterrupted",
+    "JobNotCancellable",
+    "JobQuarantined",
+    "JobTimeout",
+    "QueueTask",
+    "UnknownTask",
+    "WorkerLost",
+    "task_options",
+]
 __version__ = "0.1.0"

@@ -9,8 +9,9 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.apps import apps
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 from django.db import NotSupportedError, connections, router
-from django.tasks import Task, TaskResult, TaskResultStatus
+from django.tasks import Task, TaskResult, TaskResultStatus, task_backends
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
@@ -19,6 +20,7 @@ from django.utils import timezone
 from . import payloads
 from .conf import DEFAULT_CONCURRENCY, QUEUE_NAME_MAX_LENGTH, parse_options
 from .results import build_result
+from .task import QueueTask, validate_options
 
 # Models and the store import lazily: Django builds backends while task
 # modules are imported, which may be before the app registry is ready.
@@ -26,6 +28,9 @@ from .results import build_result
 
 class DatabaseBackend(BaseTaskBackend):
     """Stores tasks as rows; the embedded runtime or ``dbqueue_worker`` runs them."""
+
+    # Django's Task plus retries and a timeout (see dbqueue_embedded.task).
+    task_class = QueueTask
 
     # Tasks may set run_after; they are not claimed before that time.
     supports_defer = True
@@ -49,6 +54,8 @@ class DatabaseBackend(BaseTaskBackend):
 
     def validate_task(self, task: Task) -> None:
         super().validate_task(task)
+        if isinstance(task, QueueTask):
+            validate_options(task)
         if len(task.queue_name) > QUEUE_NAME_MAX_LENGTH:
             raise InvalidTask(
                 f"Queue name {task.queue_name!r} is longer than "
@@ -158,14 +165,37 @@ class DatabaseBackend(BaseTaskBackend):
         from .results import result_from_job
 
         try:
-            job_id = uuid.UUID(str(result_id))
-        except ValueError:
-            raise TaskResultDoesNotExist(result_id) from None
-        try:
-            job = Job.objects.using(self.database).get(id=job_id)
+            job = Job.objects.using(self.database).get(id=_job_id(result_id))
         except Job.DoesNotExist:
             raise TaskResultDoesNotExist(result_id) from None
         return result_from_job(job)
+
+    def cancel(self, result_id: str) -> TaskResult:
+        """Cancel a job and return its result as it is afterwards.
+
+        A job waiting in the queue (READY, including one waiting to be
+        retried) is FAILED at once with a JobCancelled error and never runs.
+        For a RUNNING job, cancellation is requested: its process passes the
+        request on within ``heartbeat_interval`` seconds; an ``async def``
+        task is cancelled, a sync task sees ``context.cancel_requested`` (see
+        JobContext) and fails with JobCancelled if it raises it. A job that
+        finishes anyway keeps its outcome.
+
+        Raises TaskResultDoesNotExist for an unknown id, and
+        JobNotCancellable if the job has already finished.
+        """
+        from . import store
+        from .models import Job
+
+        try:
+            store.cancel_job(_job_id(result_id), using=self.database)
+        except Job.DoesNotExist:
+            raise TaskResultDoesNotExist(result_id) from None
+        return self.get_result(result_id)
+
+    async def acancel(self, result_id: str) -> TaskResult:
+        """See cancel()."""
+        return await sync_to_async(self.cancel, thread_sensitive=True)(result_id)
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         messages: list[checks.CheckMessage] = []
@@ -235,6 +265,28 @@ class DatabaseBackend(BaseTaskBackend):
                 )
             ]
         return []
+
+
+def queue_backend(alias: str) -> DatabaseBackend:
+    """The TASKS backend ``alias``, which must be this queue's.
+
+    Raises Django's InvalidTaskBackend for an unknown alias, and
+    ImproperlyConfigured for a backend of another kind.
+    """
+    backend = task_backends[alias]
+    if not isinstance(backend, DatabaseBackend):
+        raise ImproperlyConfigured(
+            f"Task backend {alias!r} is {type(backend).__name__}, "
+            "not dbqueue_embedded's DatabaseBackend."
+        )
+    return backend
+
+
+def _job_id(result_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(result_id))
+    except ValueError:
+        raise TaskResultDoesNotExist(result_id) from None
 
 
 _clock_lock = threading.Lock()

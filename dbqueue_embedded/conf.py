@@ -20,6 +20,10 @@ QUEUE_NAME_MAX_LENGTH = 100
 # that runs the queue embedded also serves requests, so it runs fewer.
 DEFAULT_CONCURRENCY = {"standalone": 32, "embedded": 8}
 
+# Seconds of silence after which a process is presumed dead, by database.
+# SQLite's writers wait for each other, so a heartbeat may be late there.
+DEFAULT_PROCESS_DEAD_AFTER = {"postgresql": 6.0, "sqlite": 15.0}
+
 
 @dataclass(frozen=True, kw_only=True)
 class RuntimeOptions:
@@ -32,12 +36,37 @@ class RuntimeOptions:
     # Seconds running jobs get to finish on a graceful stop before they are
     # released back to the queue.
     shutdown_timeout: float = 10.0
-    # Seconds between two heartbeats of the process row.
-    heartbeat_interval: float = 5.0
+    # Seconds between two heartbeats of the process row (and two looks for
+    # cancel requests and for dead processes' jobs).
+    heartbeat_interval: float = 2.0
+    # Seconds without a heartbeat after which other processes presume a
+    # process dead and hand its running jobs back to the queue. None: by
+    # database, as in DEFAULT_PROCESS_DEAD_AFTER.
+    process_dead_after: float | None = None
+    # Attempts of one job that may die with their process (killed, out of
+    # memory) before the job is failed instead of run again.
+    max_lost_attempts: int = 3
+    # Times a job whose task a process cannot import (a rolling deploy) is
+    # handed back for another process before it fails.
+    unknown_task_releases: int = 10
     # Queues to take jobs from, most preferred first.
     worker_queues: tuple[QueueSelector, ...] = field(
         default=(QueueSelector(ALL_QUEUES),)
     )
+
+
+def process_dead_after(options: RuntimeOptions, vendor: str) -> float:
+    """The seconds of silence after which a process is presumed dead.
+
+    The option if set; otherwise the database's default, but never less than
+    three heartbeats, so that one late or failed heartbeat is survived.
+    """
+    if options.process_dead_after is not None:
+        return options.process_dead_after
+    default = DEFAULT_PROCESS_DEAD_AFTER.get(
+        vendor, DEFAULT_PROCESS_DEAD_AFTER["sqlite"]
+    )
+    return max(default, 3 * options.heartbeat_interval)
 
 
 def _selectors(value: Any) -> tuple[QueueSelector, ...]:
@@ -46,9 +75,9 @@ def _selectors(value: Any) -> tuple[QueueSelector, ...]:
     return parse_selectors(value)
 
 
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError("must be a whole number of at least 1")
+def _whole_number(value: Any, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"must be a whole number of at least {minimum}")
     return value
 
 
@@ -62,10 +91,13 @@ def _seconds(value: Any, *, allow_zero: bool) -> float:
 
 
 _VALIDATORS = {
-    "concurrency": _positive_int,
+    "concurrency": lambda value: _whole_number(value, minimum=1),
     "poll_interval": lambda value: _seconds(value, allow_zero=False),
     "shutdown_timeout": lambda value: _seconds(value, allow_zero=True),
     "heartbeat_interval": lambda value: _seconds(value, allow_zero=False),
+    "process_dead_after": lambda value: _seconds(value, allow_zero=False),
+    "max_lost_attempts": lambda value: _whole_number(value, minimum=1),
+    "unknown_task_releases": lambda value: _whole_number(value, minimum=0),
     "worker_queues": _selectors,
 }
 

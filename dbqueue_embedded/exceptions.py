@@ -6,4 +6,45 @@ class UnknownTask(ImportError):
 
 
 class JobInterrupted(Exception):
-    """An attempt that was cut short and handed back to the queue."""
+    """An attempt that was cut short and handed back to the queue.
+
+    Recorded when a stopping process releases a job it could not finish.
+    """
+
+
+class WorkerLost(JobInterrupted):
+    """An attempt whose process stopped heartbeating (killed, crashed, cut off).
+
+    Recorded by the recovery sweep of another process, which hands the job
+    back to the queue.
+    """
+
+
+class JobQuarantined(WorkerLost):
+    """A job whose attempts kept dying with their process, failed for good."""
+
+
+class JobTimeout(TimeoutError):
+    """An attempt that ran longer than its task's ``timeout``."""
+
+
+class JobCancelled(Exception):
+    """An attempt stopped, or a job failed, because cancellation was requested."""
+
+
+class JobNotCancellable(Exception):
+    """The job has already finished: there is nothing left to cancel."""
+
+
+def class_path(cls: type) -> str:
+    """The dotted path under which errors of ``cls`` are recorded on jobs."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# Errors of attempts that died with their process (for quarantine).
+LOST_ATTEMPT_ERRORS = frozenset(map(class_path, (WorkerLost, JobQuarantined)))
+# Errors of attempts the task did not fail itself: they do not count towards
+# its max_attempts.
+NOT_FAILURE_ERRORS = LOST_ATTEMPT_ERRORS | frozenset(
+    map(class_path, (JobInterrupted, UnknownTask))
+)

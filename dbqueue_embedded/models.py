@@ -5,8 +5,10 @@ through :mod:`dbqueue_embedded.store`; nothing else writes job rows.
 """
 
 import uuid
+from datetime import timedelta
 
 from django.db import models
+from django.db.models import Value
 from django.db.models.functions import Now
 from django.tasks import TaskResultStatus
 from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
@@ -47,6 +49,8 @@ class Job(models.Model):
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
     # The worker holding the claim, or "" when none does.
     claimed_by = models.CharField(max_length=64, blank=True, default="")
+    # When someone asked for the running attempt to be cancelled.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -70,6 +74,13 @@ class Job(models.Model):
                 "id",
                 name="dbqueue_job_ready_queue",
                 condition=models.Q(status=TaskResultStatus.READY),
+            ),
+            # Running jobs by the worker holding them: the recovery sweep and
+            # each runtime's look for cancel requests.
+            models.Index(
+                "claimed_by",
+                name="dbqueue_job_running",
+                condition=models.Q(status=TaskResultStatus.RUNNING),
             ),
             # Listings of the latest jobs (admin, dashboards, the example).
             models.Index(models.F("enqueued_at").desc(), name="dbqueue_job_latest"),
@@ -104,7 +115,16 @@ class WorkerProcess(models.Model):
     # The most database connections the process may hold (see runtime.budget).
     connection_budget = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(db_default=Now())
+    # Written by the process itself, on the database's clock, so that
+    # processes on hosts with skewed clocks judge each other fairly.
     last_heartbeat_at = models.DateTimeField(db_default=Now())
+    # How long the process may stay silent before others presume it dead: its
+    # own setting, so processes with different settings judge each other
+    # fairly. Rows of runtimes that predate it get a patient default.
+    dead_after = models.DurationField(db_default=timedelta(seconds=60))
+    # The state of each of the runtime's loops at the last heartbeat:
+    # {name: {"state", "restarts", "last_error"}}.
+    loops = models.JSONField(default=dict, db_default=Value({}, models.JSONField()))
 
     class Meta:
         verbose_name_plural = "worker processes"

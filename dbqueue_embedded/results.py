@@ -1,5 +1,6 @@
 """Turning stored jobs into Django's ``TaskResult`` objects."""
 
+import traceback
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -8,7 +9,15 @@ from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
 from django.utils.module_loading import import_string
 
-from .exceptions import UnknownTask
+from .exceptions import UnknownTask, class_path
+
+
+def task_error(exc: BaseException) -> TaskError:
+    """The error recorded on a job for an exception (raised or not)."""
+    return TaskError(
+        exception_class_path=class_path(type(exc)),
+        traceback="".join(traceback.format_exception(exc)),
+    )
 
 
 def import_task(task_path: str) -> Task:

@@ -7,15 +7,73 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.tasks import TaskResult
+from django.utils import timezone
 
+from dbqueue_embedded import store
+from dbqueue_embedded.models import Job, WorkerProcess
 from dbqueue_embedded.runtime.supervisor import Runtime
+from dbqueue_embedded.store import processes
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def register_process(
+    process_id: str, *, heartbeat_age: timedelta = timedelta(0), **fields: object
+) -> None:
+    """A process row as a runtime registers it; an old heartbeat makes it look dead."""
+    values = {
+        "mode": "embedded",
+        "hostname": "test",
+        "pid": 1,
+        "queues": ["*"],
+        "concurrency": 1,
+        "connection_budget": 4,
+        "dead_after": timedelta(seconds=1),
+        **fields,
+    }
+    processes.register_process(
+        using="default", process_id=process_id, backend="default", **values
+    )
+    if heartbeat_age:
+        WorkerProcess.objects.filter(id=process_id).update(
+            last_heartbeat_at=timezone.now() - heartbeat_age
+        )
+
+
+def finished(result: TaskResult) -> bool:
+    """Refresh a result and tell whether its job has finished."""
+    result.refresh()
+    return result.is_finished
+
+
+def insert_jobs_with_paths(paths: list[str], args: tuple = ()) -> list[Job]:
+    """Jobs as another deploy may have left them: task paths this code lacks."""
+    now = timezone.now()
+    jobs = [
+        store.NewJob(
+            id=uuid.uuid4(),
+            backend="default",
+            queue_name="default",
+            task_path=path,
+            priority=0,
+            args=list(args),
+            kwargs={},
+            run_after=None,
+            available_at=now,
+            enqueued_at=now,
+        )
+        for path in paths
+    ]
+    store.insert_jobs(jobs, using="default")
+    return [Job.objects.get(id=job.id) for job in jobs]
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> object:

@@ -13,16 +13,11 @@ from django.utils import timezone
 
 from dbqueue_embedded.models import Job
 from dbqueue_embedded.selectors import parse_selectors
-from tests.conftest import requires_postgres, wait_for
+from tests.conftest import finished, requires_postgres, wait_for
 from tests.testapp import tasks
 from tests.testapp.models import Execution, Order
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def finished(result):
-    result.refresh()
-    return result.is_finished
 
 
 def executed_labels():

@@ -13,16 +13,12 @@ from dbqueue_embedded import store
 from dbqueue_embedded.models import WorkerProcess
 from dbqueue_embedded.runtime.supervisor import Runtime
 from dbqueue_embedded.runtime.web_activity import WebActivity, web_requests
+from dbqueue_embedded.runtime.worker import Worker
 from dbqueue_embedded.store import processes
-from tests.conftest import requires_postgres, wait_for
+from tests.conftest import finished, register_process, requires_postgres, wait_for
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def finished(result):
-    result.refresh()
-    return result.is_finished
 
 
 def status_of(result):
@@ -184,20 +180,53 @@ def test_claim_failures_are_logged_and_retried(monkeypatch, run_worker, caplog):
 def test_a_part_that_crashes_is_restarted_and_the_rest_keeps_working(
     monkeypatch, background_worker, caplog
 ):
-    beats = []
+    runs = []
+    claim_loop = Worker.run
 
-    def broken_heartbeat(**kwargs):
-        beats.append(kwargs)
-        raise RuntimeError("heartbeat bug")
+    async def crashing_once(self):
+        runs.append(self)
+        if len(runs) == 1:
+            raise RuntimeError("claim loop bug")
+        await claim_loop(self)
 
-    monkeypatch.setattr(processes, "record_heartbeat", broken_heartbeat)
+    monkeypatch.setattr(Worker, "run", crashing_once)
     caplog.set_level(logging.ERROR, logger="dbqueue_embedded.runtime")
-    runtime = background_worker(heartbeat_interval=0.01)
-    wait_for(lambda: len(beats) >= 2)
+    runtime = background_worker(heartbeat_interval=0.05)
     result = tasks.add.enqueue(1, 1)
     wait_for(lambda: finished(result))
-    assert "Runtime part 'heartbeat' crashed; restarting it" in caplog.text
+    assert "part 'worker' crashed; restarting it" in caplog.text
     assert runtime.is_running
+    # The heartbeat reports the restart for dbqueue_health.
+    wait_for(
+        lambda: (
+            WorkerProcess.objects.get(id=runtime.worker_id).loops.get("worker")
+            == {
+                "state": "running",
+                "restarts": 1,
+                "last_error": "RuntimeError: claim loop bug",
+            }
+        )
+    )
+
+
+def test_a_failed_heartbeat_is_logged_and_the_next_comes_on_time(
+    monkeypatch, background_worker, caplog
+):
+    beats = []
+    record_heartbeat = processes.record_heartbeat
+
+    def failing_twice(**kwargs):
+        beats.append(kwargs)
+        if len(beats) <= 2:
+            raise RuntimeError("database blip")
+        return record_heartbeat(**kwargs)
+
+    monkeypatch.setattr(processes, "record_heartbeat", failing_twice)
+    caplog.set_level(logging.ERROR, logger="dbqueue_embedded.runtime")
+    runtime = background_worker(heartbeat_interval=0.05)
+    wait_for(lambda: len(beats) >= 4)
+    assert caplog.text.count("could not record its heartbeat") == 2
+    assert runtime.loop_states()["heartbeat"]["restarts"] == 0
 
 
 @pytest.mark.parametrize(
@@ -229,17 +258,7 @@ def test_a_runtime_warns_when_django_s_pool_is_too_small(monkeypatch, caplog):
 def test_a_runtime_warns_when_the_queue_may_exceed_max_connections(
     background_worker, caplog
 ):
-    processes.register_process(
-        using="default",
-        process_id="busy-host-1",
-        backend="default",
-        mode="standalone",
-        hostname="busy-host",
-        pid=1,
-        queues=["*"],
-        concurrency=500,
-        connection_budget=503,
-    )
+    register_process("busy-host-1", concurrency=500, connection_budget=503)
     background_worker()
     wait_for(lambda: "processes running the queue may open up to" in caplog.text)
     assert "more than the" in caplog.text

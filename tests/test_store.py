@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from dbqueue_embedded import store
 from dbqueue_embedded.models import Job
-from dbqueue_embedded.runtime.executor import released_outcome
+from dbqueue_embedded.runtime.outcomes import released_outcome
 from dbqueue_embedded.selectors import parse_selectors
-from tests.conftest import requires_postgres, requires_sqlite
+from tests.conftest import register_process, requires_postgres, requires_sqlite
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,6 +23,7 @@ ALL = parse_selectors(["*"])
 
 
 def claim(limit=10, worker_id="worker-1", selectors=ALL):
+    register_process(worker_id)
     return store.claim_batch(
         using="default",
         backend="default",

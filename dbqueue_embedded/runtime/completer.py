@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -71,7 +72,7 @@ class Completer:
                 pending.append(item)
             self._web_activity.wait_until_quiet()
             self._closing = self._take_queued(pending) or self._closing
-            batch = _first_per_claim(pending[:MAX_BATCH])
+            batch, later = _one_per_job(pending[:MAX_BATCH])
             try:
                 accepted = self._write(
                     store.finish_claims, outcomes=[outcome for outcome, _ in batch]
@@ -89,11 +90,14 @@ class Completer:
                 continue
             backoff.reset()
             kept = {id(item) for item in batch}
+            waiting = {id(item) for item in later}
             written = pending[:MAX_BATCH]
             del pending[:MAX_BATCH]
+            pending[:0] = later
             for item in written:
                 outcome, on_written = item
-                _tell(on_written, id(item) in kept and outcome.job_id in accepted)
+                if id(item) not in waiting:
+                    _tell(on_written, id(item) in kept and outcome.job_id in accepted)
         self._refuse(pending)
 
     def _take_queued(self, pending: list[tuple[Outcome, OnWritten]]) -> bool:
@@ -137,16 +141,23 @@ def _tell(on_written: OnWritten, accepted: bool) -> None:
         logger.exception("Handing on a written job outcome failed.")
 
 
-def _first_per_claim(
+def _one_per_job(
     items: Sequence[tuple[Outcome, OnWritten]],
-) -> list[tuple[Outcome, OnWritten]]:
-    """Keep the first outcome of each claim: a job that finished just as it was
-    being released must be written once, not twice in one statement."""
-    seen = set()
-    first = []
+) -> tuple[list[tuple[Outcome, OnWritten]], list[tuple[Outcome, OnWritten]]]:
+    """Split outcomes into a batch holding one per job, and those for later.
+
+    A second outcome of the same claim (a job that finished just as it was
+    being released) is in neither: it is refused. An outcome of another claim
+    of the same job waits for the next statement, so that the ids the
+    statement returns tell each claim's fate unambiguously.
+    """
+    claims: dict[uuid.UUID, uuid.UUID] = {}
+    batch, later = [], []
     for item in items:
-        claim = (item[0].job_id, item[0].claim_token)
-        if claim not in seen:
-            seen.add(claim)
-            first.append(item)
-    return first
+        job_id, token = item[0].claim
+        if job_id not in claims:
+            claims[job_id] = token
+            batch.append(item)
+        elif claims[job_id] != token:
+            later.append(item)
+    return batch, later

@@ -12,64 +12,41 @@ sees what it was told. Slow receivers delay other signals, never jobs.
 """
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
 import threading
-import traceback
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
 from inspect import iscoroutinefunction
 from typing import Any
 
 from django.db import close_old_connections
-from django.tasks import Task, TaskContext, TaskResultStatus
-from django.tasks.base import TaskError
+from django.tasks import Task, TaskResultStatus
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
 from .. import payloads
-from ..exceptions import JobInterrupted, UnknownTask
+from ..context import JobContext, StopRequest
+from ..exceptions import JobCancelled, JobTimeout, UnknownTask
 from ..results import import_task, result_of_job
 from ..store import ClaimedJob, Outcome
+from ..task import QueueTask
 from .completer import OnWritten
+from .outcomes import failed_attempts, failure_outcome, unknown_task_outcome
 from .web_activity import WebActivity
 
 logger = logging.getLogger(__name__)
 
 
-def task_error(exc: BaseException) -> TaskError:
-    exc_type = type(exc)
-    return TaskError(
-        exception_class_path=f"{exc_type.__module__}.{exc_type.__qualname__}",
-        traceback="".join(traceback.format_exception(exc)),
-    )
-
-
-def failed_outcome(job: ClaimedJob, exc: BaseException) -> Outcome:
-    return Outcome(
-        job_id=job.id,
-        claim_token=job.claim_token,
-        status=TaskResultStatus.FAILED,
-        finished_at=timezone.now(),
-        return_value_json=None,
-        errors=[*job.errors, task_error(exc)],
-    )
-
-
-def released_outcome(job: ClaimedJob, reason: str) -> Outcome:
-    """Hand the job back to the queue, recording the cut-short attempt."""
-    return Outcome(
-        job_id=job.id,
-        claim_token=job.claim_token,
-        status=TaskResultStatus.READY,
-        finished_at=None,
-        return_value_json=None,
-        errors=[*job.errors, task_error(JobInterrupted(reason))],
-    )
-
-
 class Attempt:
-    """One execution of a claimed job and how it ended."""
+    """One execution of a claimed job and how it ended.
+
+    It ends once: by the task returning or raising, or earlier by its
+    timeout; whichever comes second is discarded.
+    """
 
     def __init__(self, job: ClaimedJob, task: Task) -> None:
         self.job = job
@@ -77,17 +54,26 @@ class Attempt:
         self.result = result_of_job(
             task, job, status=TaskResultStatus.RUNNING, errors=job.errors
         )
+        self.stop = StopRequest()
+        # The asyncio task running an async job, to cancel it by.
+        self.async_task: asyncio.Task | None = None
         self.outcome: Outcome | None = None
         # What the task raised, kept to send task_finished with its traceback.
         self.exception: BaseException | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def timeout(self) -> float | None:
+        return self.task.timeout if isinstance(self.task, QueueTask) else None
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
         args = list(self.result.args)
         if self.task.takes_context:
-            args.insert(0, TaskContext(task_result=self.result))
+            args.insert(0, JobContext(task_result=self.result, stop_request=self.stop))
         return args, self.result.kwargs
 
-    def succeed(self, value: Any) -> None:
+    def succeed(self, value: Any) -> bool:
+        """End with the task's return value; False if the attempt had ended."""
         try:
             encoded = payloads.encode(value)
         except (TypeError, ValueError) as exc:
@@ -95,10 +81,8 @@ class Attempt:
                 f"Task {self.job.task_path} returned {type(value).__name__!r}; "
                 "a return value must be JSON-serializable to be stored."
             )
-            self.fail(exc)
-            return
-        object.__setattr__(self.result, "_return_value", json.loads(encoded))
-        self.outcome = Outcome(
+            return self.fail(exc)
+        outcome = Outcome(
             job_id=self.job.id,
             claim_token=self.job.claim_token,
             status=TaskResultStatus.SUCCESSFUL,
@@ -106,10 +90,27 @@ class Attempt:
             return_value_json=encoded,
             errors=self.job.errors,
         )
+        if not self._end(outcome, None):
+            return False
+        object.__setattr__(self.result, "_return_value", json.loads(encoded))
+        return True
 
-    def fail(self, exc: BaseException) -> None:
-        self.exception = exc
-        self.outcome = failed_outcome(self.job, exc)
+    def fail(self, exc: BaseException) -> bool:
+        """End with an error (retried if the task allows); False if ended.
+
+        A job whose cancellation was requested is not retried, whatever it
+        raised.
+        """
+        cancelled = isinstance(self.stop.reason, JobCancelled)
+        outcome = failure_outcome(self.job, None if cancelled else self.task, exc)
+        return self._end(outcome, exc)
+
+    def _end(self, outcome: Outcome, exc: BaseException | None) -> bool:
+        with self._lock:
+            if self.outcome is not None:
+                return False
+            self.outcome, self.exception = outcome, exc
+            return True
 
 
 class JobExecutor:
@@ -121,13 +122,18 @@ class JobExecutor:
         submit_outcome: Callable[[Outcome, OnWritten], None],
         sender: type,
         web_activity: WebActivity,
+        unknown_task_releases: int,
     ) -> None:
         self._job_threads = job_threads
         self._web_activity = web_activity
         self._signal_thread = signal_thread
         self._submit_outcome = submit_outcome
         self._sender = sender
+        self._unknown_task_releases = unknown_task_releases
         self._tasks: dict[str, Task] = {}
+        # Running attempts by claim, to pass cancel requests on to.
+        self._attempts: dict[tuple[uuid.UUID, uuid.UUID], Attempt] = {}
+        self._attempts_lock = threading.Lock()
         # Attempts whose outcome is written, waiting for task_finished.
         self._written: list[tuple[Attempt, bool]] = []
         self._written_lock = threading.Lock()
@@ -142,22 +148,80 @@ class JobExecutor:
         which runs in a job thread and cannot be.
         """
         loop = asyncio.get_running_loop()
+        if job.cancel_requested:
+            # Cancelled while an earlier attempt ran, which then ended
+            # without finishing (released, or its process died).
+            exc = JobCancelled("The job was cancelled; this attempt did not run.")
+            self._submit_outcome(failure_outcome(job, None, exc), _log_if_lost(job))
+            on_done(job)
+            return None
         task = self._tasks.get(job.task_path)
         if task is None:
             return loop.create_task(self._import_and_start(job, on_done))
+        attempt = Attempt(job, task)
+        with self._attempts_lock:
+            self._attempts[job.claim] = attempt
+        done = functools.partial(self._attempt_done, attempt, on_done)
         if iscoroutinefunction(task.func):
-            return loop.create_task(self._run_async(Attempt(job, task), on_done))
+            attempt.async_task = loop.create_task(self._run_async(attempt, done))
+            return attempt.async_task
+        timer = None
+        if attempt.timeout is not None:
+            timer = loop.call_later(attempt.timeout, self._time_out, attempt)
 
         def run_in_thread() -> None:
             try:
-                self._run_sync(Attempt(job, task))
+                self._run_sync(attempt)
             except Exception:
                 logger.exception("Runtime error while running job %s.", job.id)
             finally:
-                on_done(job)
+                if timer is not None:
+                    with contextlib.suppress(RuntimeError):  # the loop closed
+                        loop.call_soon_threadsafe(timer.cancel)
+                done()
 
         self._job_threads.submit(_with_fresh_connections, run_in_thread)
         return None
+
+    def request_cancel(self, job_id: uuid.UUID) -> None:
+        """Pass a cancel request on to the job's running attempts (loop thread)."""
+        with self._attempts_lock:
+            attempts = [a for claim, a in self._attempts.items() if claim[0] == job_id]
+        for attempt in attempts:
+            if attempt.stop.is_set():
+                continue
+            logger.info(
+                "Cancelling job %s (%s) as requested.", job_id, attempt.job.task_path
+            )
+            attempt.stop.request(JobCancelled("The job was cancelled while it ran."))
+            if attempt.async_task is not None:
+                attempt.async_task.cancel()
+
+    def _attempt_done(
+        self, attempt: Attempt, on_done: Callable[[ClaimedJob], None]
+    ) -> None:
+        with self._attempts_lock:
+            self._attempts.pop(attempt.job.claim, None)
+        on_done(attempt.job)
+
+    def _time_out(self, attempt: Attempt) -> None:
+        """End a sync attempt that outran its timeout; its thread runs on."""
+        exc = JobTimeout(
+            f"Task {attempt.job.task_path} ran longer than its timeout of "
+            f"{attempt.timeout:g} s. A thread cannot be stopped from outside: "
+            "the attempt ended here, and whatever the task does or returns "
+            "from now on is discarded."
+        )
+        attempt.stop.request(exc)
+        if attempt.fail(exc):
+            logger.warning(
+                "Job %s (%s) timed out after %g s; its thread keeps its slot "
+                "until the task returns.",
+                attempt.job.id,
+                attempt.job.task_path,
+                attempt.timeout,
+            )
+            self._submit_outcome(attempt.outcome, self._on_written(attempt))
 
     async def _import_and_start(
         self, job: ClaimedJob, on_done: Callable[[ClaimedJob], None]
@@ -167,8 +231,16 @@ class JobExecutor:
         try:
             task = await self._in_thread(self._job_threads, import_task, job.task_path)
         except UnknownTask as exc:
-            logger.error("Job %s failed: %s", job.id, exc)
-            self._submit_outcome(failed_outcome(job, exc), _log_if_lost(job))
+            outcome = unknown_task_outcome(job, exc, self._unknown_task_releases)
+            released = outcome.status == TaskResultStatus.READY
+            logger.log(
+                logging.WARNING if released else logging.ERROR,
+                "Job %s %s: %s",
+                job.id,
+                "released" if released else "failed",
+                "\n".join([str(exc), *exc.__notes__]) if released else exc,
+            )
+            self._submit_outcome(outcome, _log_if_lost(job))
             on_done(job)
             return
         self._tasks[job.task_path] = task
@@ -180,28 +252,51 @@ class JobExecutor:
         args, kwargs = attempt.arguments()
         try:
             self._send_started(attempt)
-            attempt.succeed(attempt.task.func(*args, **kwargs))
+            ended = attempt.succeed(attempt.task.func(*args, **kwargs))
         except BaseException as exc:
-            attempt.fail(exc)
-        self._submit_outcome(attempt.outcome, self._on_written(attempt))
+            ended = attempt.fail(exc)
+        if ended:
+            self._submit_outcome(attempt.outcome, self._on_written(attempt))
+        else:
+            logger.warning(
+                "Job %s (%s) returned after its attempt had timed out; what it "
+                "returned or raised was discarded.",
+                attempt.job.id,
+                attempt.job.task_path,
+            )
 
-    async def _run_async(
-        self, attempt: Attempt, on_done: Callable[[ClaimedJob], None]
-    ) -> None:
+    async def _run_async(self, attempt: Attempt, done: Callable[[], None]) -> None:
         try:
             args, kwargs = attempt.arguments()
             try:
                 await self._in_thread(self._signal_thread, self._send_started, attempt)
-                attempt.succeed(await attempt.task.func(*args, **kwargs))
+                attempt.succeed(await self._call_async(attempt, args, kwargs))
             except asyncio.CancelledError as exc:
-                if asyncio.current_task().cancelling():
+                if attempt.stop.reason is not None:  # cancelled on request
+                    asyncio.current_task().uncancel()
+                    attempt.fail(attempt.stop.reason)
+                elif asyncio.current_task().cancelling():
                     raise  # the runtime is stopping this attempt
-                attempt.fail(exc)
+                else:
+                    attempt.fail(exc)
             except BaseException as exc:
                 attempt.fail(exc)
             self._submit_outcome(attempt.outcome, self._on_written(attempt))
         finally:
-            on_done(attempt.job)
+            done()
+
+    @staticmethod
+    async def _call_async(attempt: Attempt, args: list, kwargs: dict) -> Any:
+        try:
+            async with asyncio.timeout(attempt.timeout) as deadline:
+                return await attempt.task.func(*args, **kwargs)
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the task's own timeout
+            raise JobTimeout(
+                f"Task {attempt.job.task_path} ran longer than its timeout of "
+                f"{attempt.timeout:g} s and was cancelled."
+            ) from None
 
     @staticmethod
     async def _in_thread(
@@ -239,6 +334,9 @@ class JobExecutor:
     def _finish(self, attempt: Attempt, accepted: bool) -> None:
         if not accepted:
             _log_discarded(attempt.job, attempt.outcome)
+            return
+        if attempt.outcome.status == TaskResultStatus.READY:
+            _log_retry(attempt)  # not finished: no task_finished
             return
         try:
             self._send_finished(attempt)
@@ -282,6 +380,19 @@ def _log_if_lost(job: ClaimedJob) -> OnWritten:
             _log_discarded(job, None)
 
     return on_written
+
+
+def _log_retry(attempt: Attempt) -> None:
+    outcome = attempt.outcome
+    logger.warning(
+        "Job %s (%s) failed (attempt %d of %d) with %s; retrying after %s.",
+        attempt.job.id,
+        attempt.job.task_path,
+        failed_attempts(attempt.job) + 1,
+        attempt.task.max_attempts,
+        outcome.errors[-1].exception_class_path,
+        outcome.available_at.isoformat() if outcome.available_at else "now",
+    )
 
 
 def _log_discarded(job: ClaimedJob, outcome: Outcome | None) -> None:

@@ -3,17 +3,20 @@
 It runs on its own asyncio event loop in a dedicated thread, never on a loop
 that serves requests, and keeps blocking work off that loop:
 
-- the store thread (one connection) registers the process, heartbeats and
-  claims;
+- the store thread (one connection) registers the process, heartbeats,
+  sweeps and claims;
 - the completer thread (one connection) writes outcomes in batches;
 - the job threads (at most ``concurrency``) run sync tasks, while async tasks
   run on the runtime's loop;
 - the signal thread sends ``task_finished``;
 - on PostgreSQL, a listener connection hears other processes' enqueues.
 
-Each part run by the loop (claim loop, completer, heartbeat, listener) is
-supervised:
-when one crashes it is logged and restarted without taking the others down.
+Each part run by the loop (claim loop, completer, heartbeat, recovery sweep,
+listener) is supervised: when one crashes it is logged and restarted without
+taking the others down, and its state goes out with every heartbeat (see
+``dbqueue_health``). The heartbeat also picks up cancel requests for the jobs
+running here; the sweep hands the jobs of processes that stopped heartbeating
+back to the queue (see ``store.recovery``).
 
 Whoever owns the process (the standalone command, or a server integration)
 calls ``start()`` and ``stop()``; the runtime never installs signal handlers.
@@ -35,16 +38,22 @@ from typing import Any, Literal
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, InterfaceError, connections
-from django.tasks import task_backends
+from django.tasks import TaskResultStatus
 
 from .. import store, wakeups
-from ..conf import DEFAULT_CONCURRENCY, RuntimeOptions, validate_option
-from ..store import processes
+from ..conf import (
+    DEFAULT_CONCURRENCY,
+    RuntimeOptions,
+    process_dead_after,
+    validate_option,
+)
+from ..store import processes, recovery
 from ..wakeups.listener import Listener
 from .backoff import Backoff
 from .budget import connection_budget, pool_size
 from .completer import Completer
-from .executor import JobExecutor, released_outcome
+from .executor import JobExecutor
+from .outcomes import released_outcome
 from .threads import ThreadPool
 from .web_activity import web_requests
 from .worker import Worker
@@ -73,14 +82,9 @@ class Runtime:
         exit_when_empty: bool = False,
         **option_overrides: Any,
     ) -> None:
-        from ..backend import DatabaseBackend
+        from ..backend import queue_backend
 
-        backend = task_backends[backend_alias]
-        if not isinstance(backend, DatabaseBackend):
-            raise ImproperlyConfigured(
-                f"Task backend {backend_alias!r} is {type(backend).__name__}, "
-                "not dbqueue_embedded's DatabaseBackend."
-            )
+        backend = queue_backend(backend_alias)
         if backend.option_errors:
             raise ImproperlyConfigured(" ".join(backend.option_errors))
         try:
@@ -97,6 +101,16 @@ class Runtime:
         options = replace(backend.runtime_options, **overrides)
         if options.concurrency is None:
             options = replace(options, concurrency=DEFAULT_CONCURRENCY[mode])
+        options = replace(
+            options, process_dead_after=process_dead_after(options, self.vendor)
+        )
+        if options.process_dead_after < 3 * options.heartbeat_interval:
+            raise ImproperlyConfigured(
+                f"process_dead_after ({options.process_dead_after:g} s) must be at "
+                f"least three times heartbeat_interval "
+                f"({options.heartbeat_interval:g} s): one late or failed heartbeat "
+                "must not make a live process look dead."
+            )
         self.options: RuntimeOptions = options
         self.budget = connection_budget(
             concurrency=options.concurrency, web_threads=web_threads, vendor=self.vendor
@@ -112,6 +126,13 @@ class Runtime:
         self._release_now: asyncio.Event | None = None
         self._stopped = threading.Event()
         self._worker: Worker | None = None
+        self._executor: JobExecutor | None = None
+        # The state of each supervised part, reported with every heartbeat.
+        self._parts: dict[str, dict[str, Any]] = {}
+        # Loop time since which heartbeats have succeeded without a break,
+        # and of the last one that succeeded.
+        self._beating_since: float | None = None
+        self._last_beat = 0.0
 
     # -- control, from any thread -------------------------------------------
 
@@ -200,12 +221,13 @@ class Runtime:
         completer = Completer(
             functools.partial(_call_store, using=self.using), web_requests
         )
-        executor = JobExecutor(
+        executor = self._executor = JobExecutor(
             job_threads=job_threads,
             signal_thread=signal_thread,
             submit_outcome=completer.submit,
             sender=self.backend_class,
             web_activity=web_requests,
+            unknown_task_releases=self.options.unknown_task_releases,
         )
         worker = self._worker = Worker(
             run_store=self._run_store,
@@ -231,6 +253,7 @@ class Runtime:
                 )
             )
             heartbeat = asyncio.create_task(self._supervise("heartbeat", self._beat))
+            sweeping = asyncio.create_task(self._supervise("recovery", self._sweep))
             listening = None
             if self.vendor == "postgresql":
                 listener = Listener(
@@ -255,6 +278,7 @@ class Runtime:
             await self._await_final_writes(completing, completer)
             await self._await_signals(signal_thread)
             heartbeat.cancel()
+            sweeping.cancel()
             if listening is not None:
                 listening.cancel()
             wakeups.unsubscribe(self._on_jobs_enqueued)
@@ -278,17 +302,7 @@ class Runtime:
         backoff = Backoff(first=0.5, maximum=10.0)
         while not self._stop_requested.is_set():
             try:
-                await self._run_store(
-                    processes.register_process,
-                    process_id=self.worker_id,
-                    backend=self.backend_alias,
-                    mode=self.mode,
-                    hostname=socket.gethostname(),
-                    pid=os.getpid(),
-                    queues=[str(s) for s in self.options.worker_queues],
-                    concurrency=self.options.concurrency,
-                    connection_budget=self.budget.total,
-                )
+                await self._register_once()
             except Exception:
                 delay = backoff.next_delay()
                 logger.exception(
@@ -303,6 +317,21 @@ class Runtime:
             else:
                 return True
         return False
+
+    async def _register_once(self) -> None:
+        await self._run_store(
+            processes.register_process,
+            process_id=self.worker_id,
+            backend=self.backend_alias,
+            mode=self.mode,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            queues=[str(s) for s in self.options.worker_queues],
+            concurrency=self.options.concurrency,
+            connection_budget=self.budget.total,
+            dead_after=timedelta(seconds=self.options.process_dead_after),
+        )
+        self._beating_since = self._last_beat = asyncio.get_running_loop().time()
 
     async def _check_connections(self) -> None:
         """Warn when the queue may need more connections than there are."""
@@ -349,26 +378,158 @@ class Runtime:
         """
         loop = asyncio.get_running_loop()
         backoff = Backoff(first=0.5, maximum=max_delay)
-        while True:
-            started = loop.time()
-            try:
-                await run()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                if loop.time() - started > HEALTHY_RUN:
-                    backoff.reset()
-                delay = backoff.next_delay()
-                logger.exception(
-                    "Runtime part %r crashed; restarting it in %.1f s.", name, delay
-                )
-                await asyncio.sleep(delay)
+        part = self._parts[name] = {
+            "state": "running",
+            "restarts": 0,
+            "last_error": None,
+        }
+        try:
+            while True:
+                started = loop.time()
+                try:
+                    await run()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if loop.time() - started > HEALTHY_RUN:
+                        backoff.reset()
+                    delay = backoff.next_delay()
+                    logger.exception(
+                        "Runtime %s: part %r crashed; restarting it in %.1f s.",
+                        self.worker_id,
+                        name,
+                        delay,
+                    )
+                    part.update(
+                        state="restarting", last_error=f"{type(exc).__name__}: {exc}"
+                    )
+                    await asyncio.sleep(delay)
+                    part["state"] = "running"
+                    part["restarts"] += 1
+        finally:
+            part["state"] = "stopped"
+
+    def loop_states(self) -> dict[str, dict[str, Any]]:
+        """Each supervised part: state (running, restarting, stopped), restarts
+        and the last error (the heartbeat stores this for ``dbqueue_health``)."""
+        return {name: dict(part) for name, part in self._parts.items()}
 
     async def _beat(self) -> None:
+        """Prove this process alive and pick up cancel requests, every interval.
+
+        A failed beat is logged and the next one comes on time: backing off
+        here would make a live process look dead to the others.
+        """
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.options.heartbeat_interval)
-            await self._run_store(processes.record_heartbeat, process_id=self.worker_id)
+            try:
+                await self._beat_once()
+            except Exception:
+                self._beating_since = None
+                logger.exception(
+                    "Runtime %s could not record its heartbeat in database %r.",
+                    self.worker_id,
+                    self.using,
+                )
+                continue
+            self._last_beat = loop.time()
+            if self._beating_since is None:
+                self._beating_since = self._last_beat
+            try:
+                await self._pass_on_cancel_requests()
+            except Exception:
+                logger.exception(
+                    "Runtime %s could not look for cancel requests.", self.worker_id
+                )
+
+    async def _beat_once(self) -> None:
+        registered = await self._run_store(
+            processes.record_heartbeat,
+            process_id=self.worker_id,
+            loops=self.loop_states(),
+        )
+        if not registered:
+            logger.error(
+                "Runtime %s was presumed dead by another process (no heartbeat "
+                "for %g s): the jobs it was running go back to the queue, and "
+                "their outcomes here are discarded. Registering again.",
+                self.worker_id,
+                self.options.process_dead_after,
+            )
+            await self._register_once()
+
+    async def _pass_on_cancel_requests(self) -> None:
+        if self._worker.running_jobs:
+            for job_id in await self._run_store(
+                store.cancel_requests, worker_id=self.worker_id
+            ):
+                self._executor.request_cancel(job_id)
+
+    async def _sweep(self) -> None:
+        """Hand the jobs of dead processes back to the queue, every interval.
+
+        Only while this process's own heartbeats are on time, and have been
+        for ``process_dead_after``: after a database outage (or while the
+        database makes everyone wait) every process looks silent, and the
+        others must get time to beat again before anyone judges them.
+        """
+        loop = asyncio.get_running_loop()
+        interval = self.options.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            if (
+                self._beating_since is None
+                or now - self._beating_since < self.options.process_dead_after
+                or now - self._last_beat > 1.5 * interval
+            ):
+                continue
+            try:
+                await self._sweep_once()
+            except Exception:
+                logger.exception(
+                    "Runtime %s: the recovery sweep failed; trying again in %g s.",
+                    self.worker_id,
+                    interval,
+                )
+
+    async def _sweep_once(self) -> None:
+        for process_id in await self._run_store(
+            recovery.remove_dead_processes, backend=self.backend_alias
+        ):
+            logger.warning(
+                "Runtime %s presumes process %s dead: it stopped heartbeating.",
+                self.worker_id,
+                process_id,
+            )
+        while True:
+            recovered = await self._run_store(
+                recovery.recover_lost_claims,
+                backend=self.backend_alias,
+                max_lost_attempts=self.options.max_lost_attempts,
+            )
+            for job in recovered:
+                if job.status == TaskResultStatus.READY:
+                    logger.warning(
+                        "Job %s (%s) was running in lost process %s; "
+                        "it is back in the queue.",
+                        job.id,
+                        job.task_path,
+                        job.lost_worker,
+                    )
+                else:
+                    logger.error(
+                        "Job %s (%s) failed: %d of its attempts died with their "
+                        "process (the last in %s).",
+                        job.id,
+                        job.task_path,
+                        self.options.max_lost_attempts,
+                        job.lost_worker,
+                    )
+            if len(recovered) < recovery.RECOVERY_BATCH:
+                return
 
     async def _release_unfinished(self, worker: Worker, completer: Completer) -> None:
         timeout = self.options.shutdown_timeout

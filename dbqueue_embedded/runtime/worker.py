@@ -55,7 +55,10 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._lock = threading.Lock()
         # Each running job, with the asyncio task to cancel it by (async jobs).
-        self._running: dict[uuid.UUID, tuple[ClaimedJob, asyncio.Task | None]] = {}
+        # Keyed by claim: a retry may start while a timed-out attempt runs.
+        self._running: dict[
+            tuple[uuid.UUID, uuid.UUID], tuple[ClaimedJob, asyncio.Task | None]
+        ] = {}
         # While the loop waits for free slots: how many it waits for.
         self._slots_awaited = 0
         self._slots_freed = asyncio.Event()
@@ -134,17 +137,17 @@ class Worker:
     def _start(self, job: ClaimedJob) -> None:
         self._idle.clear()
         with self._lock:
-            self._running[job.id] = (job, None)
+            self._running[job.claim] = (job, None)
         task = self._executor.start(job, self._job_done)
         if task is not None:
             with self._lock:
-                if job.id in self._running:
-                    self._running[job.id] = (job, task)
+                if job.claim in self._running:
+                    self._running[job.claim] = (job, task)
 
     def _job_done(self, job: ClaimedJob) -> None:
         """Free the job's slot (any thread)."""
         with self._lock:
-            del self._running[job.id]
+            del self._running[job.claim]
             free = self._concurrency - len(self._running)
             idle = not self._running
             wake = idle or (self._slots_awaited and free >= self._slots_awaited)

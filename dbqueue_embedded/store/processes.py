@@ -1,6 +1,7 @@
 """The registry of running runtimes: one row per process, kept fresh by heartbeats."""
 
 from datetime import timedelta
+from typing import Any
 
 from django.db import connections
 from django.db.models import Count, Sum
@@ -20,6 +21,7 @@ def register_process(
     queues: list[str],
     concurrency: int,
     connection_budget: int,
+    dead_after: timedelta,
 ) -> None:
     WorkerProcess.objects.using(using).update_or_create(
         id=process_id,
@@ -31,17 +33,22 @@ def register_process(
             "queues": queues,
             "concurrency": concurrency,
             "connection_budget": connection_budget,
+            "dead_after": dead_after,
             "last_heartbeat_at": Now(),
         },
     )
 
 
-def record_heartbeat(*, using: str, process_id: str) -> bool:
-    """Refresh the process row; False if the row is gone."""
+def record_heartbeat(*, using: str, process_id: str, loops: dict[str, Any]) -> bool:
+    """Refresh the process row and its loops' states.
+
+    False if the row is gone: a recovery sweep presumed the process dead and
+    handed its jobs to others. The process must register again to claim.
+    """
     return bool(
         WorkerProcess.objects.using(using)
         .filter(id=process_id)
-        .update(last_heartbeat_at=Now())
+        .update(last_heartbeat_at=Now(), loops=loops)
     )
 
 

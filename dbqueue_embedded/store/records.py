@@ -44,6 +44,14 @@ class ClaimedJob:
     last_attempted_at: datetime
     errors: list[TaskError]
     worker_ids: list[str]
+    # Someone asked for the job to be cancelled before this claim.
+    cancel_requested: bool = False
+
+    @property
+    def claim(self) -> tuple[uuid.UUID, uuid.UUID]:
+        """This claim of the job: one process may hold two claims of one job
+        (a timed-out attempt still running when its retry starts)."""
+        return self.id, self.claim_token
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +66,9 @@ class Outcome:
     return_value_json: str | None
     # Every error of the job, including the one of this attempt.
     errors: list[TaskError]
+    # For a released job: when it may be claimed again (None: at once).
+    available_at: datetime | None = None
+
+    @property
+    def claim(self) -> tuple[uuid.UUID, uuid.UUID]:
+        return self.job_id, self.claim_token

@@ -4,6 +4,8 @@ import time
 
 from django.tasks import task
 
+from dbqueue_embedded import task_options
+
 from .models import Execution
 
 
@@ -80,3 +82,65 @@ NOT_A_TASK = "a module attribute that is not a task"
 async def async_sleep_for(seconds: float) -> float:
     await asyncio.sleep(seconds)
     return seconds
+
+
+@task_options(
+    max_attempts=3, retry_on=(ConnectionError,), retry_delay=0.05, retry_max_delay=0.1
+)
+@task(takes_context=True)
+def flaky(context, failures: int, error: str = "ConnectionError") -> int:
+    """Fail the first ``failures`` attempts with ``error``, then succeed."""
+    if context.attempt <= failures:
+        raise {"ConnectionError": ConnectionError, "ValueError": ValueError}[error](
+            f"attempt {context.attempt}"
+        )
+    return context.attempt
+
+
+@task_options(timeout=0.3)
+@task
+async def async_sleep_with_timeout(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@task_options(timeout=0.3)
+@task(takes_context=True)
+def sleep_with_timeout(context, seconds: float) -> bool:
+    """Sleep past the timeout without looking; report whether it saw the stop."""
+    time.sleep(seconds)
+    Execution.objects.create(
+        job_id=context.task_result.id, label="returned", pid=os.getpid()
+    )
+    return context.cancel_requested
+
+
+@task(takes_context=True)
+def wait_for_cancel(context, seconds: float) -> str:
+    """Run up to ``seconds``, stopping as soon as cancellation is requested."""
+    Execution.objects.create(job_id=context.task_result.id, pid=os.getpid())
+    context.wait_for_cancel(seconds)
+    context.raise_if_cancelled()
+    return "not cancelled"
+
+
+@task
+async def async_wait_for_cancel(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "not cancelled"
+
+
+@task(takes_context=True)
+def record_then_sleep(context, seconds: float) -> dict:
+    """Record this execution, then take ``seconds``; return which attempt it was."""
+    Execution.objects.create(
+        job_id=context.task_result.id, label=str(context.attempt), pid=os.getpid()
+    )
+    time.sleep(seconds)
+    return {"attempt": context.attempt, "worker_id": context.task_result.worker_ids[-1]}
+
+
+@task_options(max_attempts=2, retry_delay=30, retry_max_delay=60)
+@task
+def fail_then_wait() -> None:
+    raise ConnectionError("try again later")

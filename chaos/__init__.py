@@ -1,0 +1,1 @@
+"""The chaos run: the embedded queue under SIGKILLs and cut connections."""

@@ -1,0 +1,1 @@
+"""The chaos run's side table and task."""

@@ -1,0 +1,336 @@
+"""Enqueue, claim and end claims: the statements that move jobs between states."""
+
+import json
+import threading
+import uuid
+from collections.abc import Sequence
+from contextlib import nullcontext
+from types import ModuleType
+from typing import Any
+
+from django.db import NotSupportedError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.functions import Coalesce, Now
+from django.tasks import TaskResultStatus
+from django.tasks.base import TaskError
+from django.utils import timezone
+
+from .. import wakeups
+from ..exceptions import JobCancelled, JobNotCancellable
+from ..models import Job, WorkerProcess
+from ..results import task_error
+from ..selectors import QueueSelector
+from . import postgresql, sqlite
+from .records import ClaimedJob, NewJob, Outcome
+
+_DIALECTS = {"postgresql": postgresql, "sqlite": sqlite}
+# Per thread: the raw connection prepare_runtime_connection() last set up.
+_prepared = threading.local()
+
+_NEW_JOB = (
+    "id",
+    "backend",
+    "queue_name",
+    "task_path",
+    "priority",
+    "args",
+    "kwargs",
+    "run_after",
+    "available_at",
+    "enqueued_at",
+    "status",
+    "errors",
+    "worker_ids",
+    "claimed_by",
+)
+# Columns of an ended claim, with their PostgreSQL types. "json" columns hold
+# JSON values; "jsonb" ones hold JSON encoded as text (a return value may be
+# a bare string, which the document's JSON would otherwise unwrap).
+_OUTCOME = (
+    ("id", "uuid"),
+    ("claim_token", "uuid"),
+    ("status", "text"),
+    ("finished_at", "timestamptz"),
+    ("return_value", "jsonb"),
+    ("errors", "json"),
+    ("available_at", "timestamptz"),
+)
+
+
+def dialect(connection: BaseDatabaseWrapper) -> ModuleType:
+    """The module holding this database's SQL, or NotSupportedError."""
+    try:
+        return _DIALECTS[connection.vendor]
+    except KeyError:
+        raise NotSupportedError(
+            "dbqueue_embedded supports PostgreSQL and SQLite, "
+            f"not {connection.display_name}."
+        ) from None
+
+
+def prepare_runtime_connection(*, using: str) -> None:
+    """Configure this thread's connection for the runtime, once per connection.
+
+    Runtime threads (claims, outcomes) call this before each store call; it
+    only does work when the connection is new. See the dialects for what it
+    sets.
+    """
+    connection = connections[using]
+    connection.ensure_connection()
+    if getattr(_prepared, using, None) is not connection.connection:
+        with connection.cursor() as cursor:
+            dialect(connection).prepare_connection(cursor)
+        setattr(_prepared, using, connection.connection)
+
+
+def insert_jobs(jobs: Sequence[NewJob], *, using: str) -> None:
+    """Insert new READY jobs of one backend: all of them, or (on error) none.
+
+    Runtimes of other processes are woken once they commit (PostgreSQL).
+    """
+    connection = connections[using]
+    sql = dialect(connection)
+    values = [
+        (
+            job.id,
+            job.backend,
+            job.queue_name,
+            job.task_path,
+            job.priority,
+            _encode_json(job.args),
+            _encode_json(job.kwargs),
+            job.run_after,
+            job.available_at,
+            job.enqueued_at,
+            "READY",
+            "[]",
+            "[]",
+            "",
+        )
+        for job in jobs
+    ]
+    table = connection.ops.quote_name(Job._meta.db_table)
+    wake_up = wakeups.encode(jobs[0].backend, {job.queue_name for job in jobs})
+    atomic = transaction.atomic(using=using, savepoint=False)
+    with atomic if len(values) > 1 else nullcontext(), connection.cursor() as cursor:
+        sql.insert_rows(cursor, table, _NEW_JOB, values, wake_up)
+
+
+def claim_batch(
+    *,
+    using: str,
+    backend: str,
+    selectors: Sequence[QueueSelector],
+    limit: int,
+    worker_id: str,
+) -> list[ClaimedJob]:
+    """Claim up to ``limit`` ready jobs, trying the selectors in order.
+
+    Within a selector, higher priority goes first, then the earlier
+    ``available_at`` (``run_after``, or the enqueue time), then the id.
+    Jobs whose ``run_after`` lies in the future are not claimed.
+    """
+    connection = connections[using]
+    sql = dialect(connection)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    token = uuid.uuid4()
+    claimed: list[ClaimedJob] = []
+    with connection.cursor() as cursor, sql.claim_transaction(cursor):
+        for selector in selectors:
+            statement, selector_params = claim_statement(connection, selector)
+            cursor.execute(
+                statement,
+                {
+                    "backend": backend,
+                    "now": now,
+                    "limit": limit - len(claimed),
+                    "token": sql.encode_uuid(token),
+                    "worker_id": worker_id,
+                    **selector_params,
+                },
+            )
+            jobs = [
+                _read_claimed(sql, row, token, backend) for row in cursor.fetchall()
+            ]
+            jobs.sort(key=lambda job: (-job.priority, job.available_at, job.id))
+            claimed += jobs
+            if len(claimed) >= limit:
+                break
+    return claimed
+
+
+def claim_statement(
+    connection: BaseDatabaseWrapper, selector: QueueSelector
+) -> tuple[str, dict[str, Any]]:
+    """The SQL claiming jobs of one selector, with the selector's parameters.
+
+    It also takes ``backend``, ``now``, ``limit``, ``token`` and ``worker_id``.
+    """
+    sql = dialect(connection)
+    table = connection.ops.quote_name(Job._meta.db_table)
+    processes_table = connection.ops.quote_name(WorkerProcess._meta.db_table)
+    selector_sql, selector_params = _selector_filter(selector)
+    # Only a registered worker claims: once a recovery sweep has removed a
+    # worker presumed dead, its claims fail until it registers again, so it
+    # cannot take jobs that the next sweep would hand to someone else.
+    registered = f"EXISTS (SELECT 1 FROM {processes_table} WHERE id = %(worker_id)s)"
+    statement = sql.CLAIM.format(
+        table=table,
+        selector=f"{selector_sql} AND {registered}",
+        assignments=(
+            "status = 'RUNNING', claim_token = %(token)s, "
+            "claimed_by = %(worker_id)s, "
+            "started_at = COALESCE(started_at, %(now)s), last_attempted_at = %(now)s, "
+            f"worker_ids = {sql.APPEND_WORKER_ID}"
+        ),
+        returning=(
+            f"{table}.id, queue_name, task_path, priority, available_at, enqueued_at, "
+            f"run_after, started_at, last_attempted_at, {sql.CLAIMED_PAYLOAD}, "
+            # The column itself: SQLite's RETURNING got "IS NOT NULL" wrong.
+            "cancel_requested_at"
+        ),
+    )
+    return statement, selector_params
+
+
+def finish_claims(outcomes: Sequence[Outcome], *, using: str) -> set[uuid.UUID]:
+    """End claims as finished, failed or released, in one statement.
+
+    A released job (READY) becomes claimable at the outcome's
+    ``available_at`` if it has one (a retry's backoff), at once otherwise.
+
+    Returns the ids of the jobs whose claim was still held. An outcome whose
+    claim was lost changes nothing and is left out of the result.
+    """
+    if not outcomes:
+        return set()
+    connection = connections[using]
+    sql = dialect(connection)
+    table = connection.ops.quote_name(Job._meta.db_table)
+    rows = [
+        {
+            "id": sql.encode_uuid(outcome.job_id),
+            "claim_token": sql.encode_uuid(outcome.claim_token),
+            "status": outcome.status,
+            "finished_at": sql.encode_datetime(outcome.finished_at),
+            "return_value": outcome.return_value_json,
+            "errors": [_error_value(error) for error in outcome.errors],
+            "available_at": sql.encode_datetime(outcome.available_at),
+        }
+        for outcome in outcomes
+    ]
+    statement = f"""
+        UPDATE {table} SET
+            status = outcome.status,
+            finished_at = outcome.finished_at,
+            return_value = outcome.return_value,
+            errors = outcome.errors,
+            available_at = COALESCE(outcome.available_at, {table}.available_at),
+            claim_token = NULL,
+            claimed_by = ''
+        FROM {sql.rows("outcome", _OUTCOME)}
+        WHERE {sql.among_ids(f"{table}.id")}
+          AND {table}.id = outcome.id AND {table}.claim_token = outcome.claim_token
+        RETURNING {table}.id
+    """
+    ids = sql.ids_params([row["id"] for row in rows])
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [_encode_json(rows), *ids])
+        return {sql.read_uuid(row[0]) for row in cursor.fetchall()}
+
+
+def _encode_json(value: Any) -> str:
+    if not value:  # the usual empty args and kwargs, without the encoder
+        return "[]" if isinstance(value, list) else json.dumps(value)
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _error_value(error: TaskError) -> dict[str, str]:
+    return {
+        "exception_class_path": error.exception_class_path,
+        "traceback": error.traceback,
+    }
+
+
+def _selector_filter(selector: QueueSelector) -> tuple[str, dict[str, Any]]:
+    if selector.matches_all:
+        return "TRUE", {}
+    if selector.prefix is not None:
+        # substr() compares exactly on both databases, unlike LIKE (case
+        # folding on SQLite) or a range (collation order on PostgreSQL).
+        return "substr(queue_name, 1, %(prefix_length)s) = %(prefix)s", {
+            "prefix_length": len(selector.prefix),
+            "prefix": selector.prefix,
+        }
+    return "queue_name = %(queue_name)s", {"queue_name": selector.exact_name}
+
+
+def _read_claimed(
+    sql: ModuleType, row: Sequence[Any], token: uuid.UUID, backend: str
+) -> ClaimedJob:
+    args, kwargs, errors, worker_ids = json.loads(row[9])
+    return ClaimedJob(
+        id=sql.read_uuid(row[0]),
+        claim_token=token,
+        backend=backend,
+        queue_name=row[1],
+        task_path=row[2],
+        priority=row[3],
+        available_at=sql.read_datetime(row[4]),
+        enqueued_at=sql.read_datetime(row[5]),
+        run_after=sql.read_datetime(row[6]),
+        started_at=sql.read_datetime(row[7]),
+        last_attempted_at=sql.read_datetime(row[8]),
+        args=args,
+        kwargs=kwargs,
+        errors=[TaskError(**error) for error in errors],
+        worker_ids=worker_ids,
+        cancel_requested=row[10] is not None,
+    )
+
+
+def cancel_job(job_id: uuid.UUID, *, using: str) -> TaskResultStatus:
+    """Cancel a job: fail it if it waits in the queue, flag it if it runs.
+
+    A READY job becomes FAILED with a JobCancelled error at once. A RUNNING
+    job gets ``cancel_requested_at``: its runtime passes the request on to the
+    task (see JobContext) and fails it if it is claimed again. Returns the
+    status the job had (READY or RUNNING). Raises Job.DoesNotExist, or
+    JobNotCancellable if the job already finished.
+    """
+    jobs = Job.objects.using(using)
+    while True:
+        status, errors, attempted_at = jobs.values_list(
+            "status", "errors", "last_attempted_at"
+        ).get(id=job_id)
+        if status == TaskResultStatus.READY:
+            error = task_error(JobCancelled("The job was cancelled before it ran."))
+            # Unchanged since read: not run (and its errors grown) meanwhile.
+            unchanged = {"status": status, "last_attempted_at": attempted_at}
+            changed = jobs.filter(id=job_id, **unchanged).update(
+                status=TaskResultStatus.FAILED,
+                finished_at=timezone.now(),
+                errors=[*errors, _error_value(error)],
+            )
+        elif status == TaskResultStatus.RUNNING:
+            changed = jobs.filter(id=job_id, status=status).update(
+                cancel_requested_at=Coalesce("cancel_requested_at", Now())
+            )
+        else:
+            raise JobNotCancellable(f"Job {job_id} has already finished ({status}).")
+        if changed:
+            return TaskResultStatus(status)
+        # Claimed or finished between the read and the write: look again.
+
+
+def cancel_requests(worker_id: str, *, using: str) -> list[uuid.UUID]:
+    """The jobs this worker runs whose cancellation was requested."""
+    return list(
+        Job.objects.using(using)
+        .filter(
+            status=TaskResultStatus.RUNNING,
+            claimed_by=worker_id,
+            cancel_requested_at__isnull=False,
+        )
+        .values_list("id", flat=True)
+    )
