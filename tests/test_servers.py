@@ -157,14 +157,14 @@ def stop_during_slow_job(servers, kind, shutdown_timeout):
     return job, server.finish(timeout=30)
 
 
-@pytest.mark.parametrize("kind", ["uvicorn", "gunicorn-sync"])
+@pytest.mark.parametrize("kind", ["uvicorn", "gunicorn-sync", "hypercorn"])
 def test_a_stopping_server_lets_a_running_job_finish(servers, kind):
     job, output = stop_during_slow_job(servers, kind, shutdown_timeout=10)
     assert status_of(job) == TaskResultStatus.SUCCESSFUL, output
     assert job.errors == []
 
 
-@pytest.mark.parametrize("kind", ["uvicorn", "gunicorn-sync"])
+@pytest.mark.parametrize("kind", ["uvicorn", "gunicorn-sync", "hypercorn"])
 def test_a_job_outliving_the_shutdown_timeout_runs_again_after_a_restart(servers, kind):
     job, output = stop_during_slow_job(servers, kind, shutdown_timeout=1)
     assert status_of(job) == TaskResultStatus.READY, output

@@ -15,10 +15,18 @@ queue. Works with uvicorn (any ``--workers``), Gunicorn's uvicorn workers and
 Hypercorn. Django's ASGI handler does not speak the lifespan protocol, so this
 wrapper answers it; an inner application that does speak it is forwarded the
 same events.
+
+A server that leaves SIGTERM to its default action in the worker process
+(Hypercorn's workers; the master terminates the last ones as soon as the first
+has exited) would kill the runtime mid-drain. There, SIGTERM drains the queue
+first and then ends the process as before.
 """
 
 import asyncio
 import logging
+import os
+import signal
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -82,6 +90,7 @@ class EmbeddedQueue:
             await inner.forward({"type": "lifespan.shutdown"})
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
             return False
+        _drain_before_sigterm()
         await send({"type": "lifespan.startup.complete"})
         return True
 
@@ -97,6 +106,47 @@ class EmbeddedQueue:
             await send(reply)
             return
         await send({"type": "lifespan.shutdown.complete"})
+
+
+def _drain_before_sigterm() -> None:
+    """Let SIGTERM drain the queue where it would otherwise kill at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return  # the server stops gracefully on its own; lifespan drains
+    _SigtermDrain()
+
+
+class _SigtermDrain:
+    """On SIGTERM, drain the queue, then let SIGTERM end the process as before.
+
+    The handler only wakes a thread that drains: a handler that waited itself
+    could deadlock on a lock (logging's, say) held by the code it interrupted.
+    """
+
+    def __init__(self) -> None:
+        self._wake_read, self._wake_write = os.pipe()
+        self._drained = threading.Event()
+        threading.Thread(
+            target=self._drain_when_woken, name="dbqueue-sigterm", daemon=True
+        ).start()
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self._drained.is_set():
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        else:
+            os.write(self._wake_write, b"\0")  # repeated SIGTERMs change nothing
+
+    def _drain_when_woken(self) -> None:
+        from ..runtime import embedded
+
+        os.read(self._wake_read, 1)
+        logger.info("SIGTERM: draining the queue before this process exits.")
+        embedded.stop()
+        self._drained.set()
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class _InnerLifespan:

@@ -20,6 +20,8 @@ logger = logging.getLogger("dbqueue_embedded.runtime")
 
 _lock = threading.Lock()
 _runtimes: list[Runtime] = []
+# Runtimes a stop() is draining: a second stop() waits for them too.
+_stopping: list[Runtime] = []
 _owner_pid: int | None = None
 
 
@@ -46,6 +48,7 @@ def start(aliases: list[str] | None = None, *, web_threads: int = 1) -> list[Run
         if _owner_pid != os.getpid():
             # Inherited through fork: those runtimes run in the parent only.
             _runtimes.clear()
+            _stopping.clear()
             _owner_pid = os.getpid()
         if not _runtimes:
             runtimes = [
@@ -59,16 +62,24 @@ def start(aliases: list[str] | None = None, *, web_threads: int = 1) -> list[Run
 
 
 def stop() -> None:
-    """Stop this process's runtimes gracefully; do nothing if none runs."""
+    """Stop this process's runtimes gracefully; do nothing if none runs.
+
+    Returns once they have stopped, also when another thread began the stop.
+    """
     with _lock:
         if _owner_pid != os.getpid():
             return
-        runtimes = list(_runtimes)
+        _stopping.extend(_runtimes)
         _runtimes.clear()
+        runtimes = list(_stopping)
     for runtime in runtimes:
         runtime.request_stop()
     for runtime in runtimes:
         runtime.stop()
+    with _lock:
+        for runtime in runtimes:
+            if runtime in _stopping:
+                _stopping.remove(runtime)
 
 
 def running() -> list[Runtime]:
