@@ -24,6 +24,13 @@ ROWS = [
     ("drain", "drain 10,000 no-op jobs, dbqueue_worker (jobs/s)", "{:,.0f}"),
     ("drain_embedded", "drain 10,000 no-op jobs, in uvicorn (jobs/s)", "{:,.0f}"),
     ("drain_embedded_ratio", "drain in uvicorn / dbqueue_worker", "{:.2f}x"),
+    ("drain_uncrowded", "drain, 200,000 other rows kept apart (jobs/s)", "{:,.0f}"),
+    (
+        "drain_crowded",
+        "drain, 100,000 future + 100,000 finished jobs (jobs/s)",
+        "{:,.0f}",
+    ),
+    ("drain_crowded_ratio", "drain crowded / kept apart", "{:.2f}x"),
     (
         "pickup_other_p50",
         "pickup latency, enqueued by another process, p50 (ms)",

@@ -8,6 +8,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.apps import apps
+from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db import NotSupportedError, connections, router
@@ -19,7 +20,9 @@ from django.utils import timezone
 
 from . import payloads
 from .conf import DEFAULT_CONCURRENCY, QUEUE_NAME_MAX_LENGTH, parse_options
-from .results import build_result
+from .exceptions import UnknownTask
+from .results import build_result, import_task
+from .routers import QueueRouter
 from .task import QueueTask, validate_options
 
 # Models and the store import lazily: Django builds backends while task
@@ -47,10 +50,11 @@ class DatabaseBackend(BaseTaskBackend):
 
     @property
     def database(self) -> str:
-        """The database alias holding the queue tables."""
+        """The database alias holding the queue tables: ``OPTIONS["database"]``,
+        or where the database routers put them."""
         from .models import Job
 
-        return router.db_for_write(Job)
+        return self.runtime_options.database or router.db_for_write(Job)
 
     def validate_task(self, task: Task) -> None:
         super().validate_task(task)
@@ -101,14 +105,21 @@ class DatabaseBackend(BaseTaskBackend):
         if not jobs:
             return []
         using = self.database
-        store.insert_jobs(jobs, using=using)
+        stored_ids = store.insert_jobs(jobs, using=using)
         wakeups.jobs_enqueued(
             using=using,
             backend=self.alias,
             queue_names={job.queue_name for job in jobs},
         )
-        for result in results:
-            task_enqueued.send(type(self), task_result=result)
+        for index, (job, stored_id) in enumerate(zip(jobs, stored_ids, strict=True)):
+            if (
+                stored_id != job.id
+            ):  # a duplicate of a unique job: the job holding the key
+                results[index] = self.get_result(str(stored_id))
+                continue
+            if job.discard_on_conflict:  # FAILED at once if its key was at its limit
+                results[index] = self.get_result(str(stored_id))
+            task_enqueued.send(type(self), task_result=results[index])
         return results
 
     async def abulk_enqueue(
@@ -130,6 +141,10 @@ class DatabaseBackend(BaseTaskBackend):
 
         stored_args = payloads.round_trip(args)
         stored_kwargs = payloads.round_trip(kwargs)
+        unique_key = concurrency_key = None
+        if isinstance(task, QueueTask):
+            unique_key = task.unique_key_for(stored_args, stored_kwargs)
+            concurrency_key = task.concurrency_key_for(stored_args, stored_kwargs)
         job_id = uuid.uuid4()
         job = NewJob(
             id=job_id,
@@ -142,6 +157,15 @@ class DatabaseBackend(BaseTaskBackend):
             run_after=task.run_after,
             available_at=task.run_after or enqueued_at,
             enqueued_at=enqueued_at,
+            unique_key=unique_key,
+            unique_until_finished=unique_key is not None
+            and task.unique_until == "finished",
+            concurrency_key=concurrency_key,
+            concurrency_limit=task.concurrency_limit if concurrency_key else 0,
+            concurrency_lease=(
+                timedelta(seconds=task.concurrency_lease) if concurrency_key else None
+            ),
+            discard_on_conflict=bool(concurrency_key) and task.on_conflict == "discard",
         )
         result = build_result(
             task,
@@ -197,6 +221,54 @@ class DatabaseBackend(BaseTaskBackend):
         """See cancel()."""
         return await sync_to_async(self.cancel, thread_sensitive=True)(result_id)
 
+    def retry(self, result_id: str) -> TaskResult:
+        """Run a FAILED job again (the same job, a new attempt); return its result.
+
+        The job is READY at once, keeps its errors, and fails for good when
+        this attempt fails (unless ``max_attempts`` allows more). Raises
+        TaskResultDoesNotExist for an unknown id, and JobNotFailed if the job
+        is not FAILED.
+        """
+        from . import store
+
+        self._only_failed(result_id, store.retry_failed_jobs, "retried")
+        return self.get_result(result_id)
+
+    async def aretry(self, result_id: str) -> TaskResult:
+        """See retry()."""
+        return await sync_to_async(self.retry, thread_sensitive=True)(result_id)
+
+    def discard(self, result_id: str) -> None:
+        """Delete a FAILED job and its result.
+
+        Raises TaskResultDoesNotExist for an unknown id, and JobNotFailed if
+        the job is not FAILED.
+        """
+        from . import store
+
+        self._only_failed(result_id, store.discard_failed_jobs, "discarded")
+
+    async def adiscard(self, result_id: str) -> None:
+        """See discard()."""
+        await sync_to_async(self.discard, thread_sensitive=True)(result_id)
+
+    def _only_failed(self, result_id: str, change: Any, verb: str) -> None:
+        from .exceptions import JobNotFailed
+        from .models import Job
+
+        job_id = _job_id(result_id)
+        if change([job_id], using=self.database):
+            return
+        status = (
+            Job.objects.using(self.database)
+            .filter(id=job_id, backend=self.alias)
+            .values_list("status", flat=True)
+            .first()
+        )
+        if status is None:
+            raise TaskResultDoesNotExist(result_id)
+        raise JobNotFailed(f"Job {job_id} is {status}; only FAILED jobs can be {verb}.")
+
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         messages: list[checks.CheckMessage] = []
         if not apps.is_installed("dbqueue_embedded"):
@@ -225,6 +297,42 @@ class DatabaseBackend(BaseTaskBackend):
                         id="dbqueue_embedded.E003",
                     )
                 )
+        for schedule in self.runtime_options.recurring:
+            try:
+                import_task(schedule.task_path)
+            except UnknownTask as exc:
+                messages.append(
+                    checks.Error(
+                        f"TASKS[{self.alias!r}]['OPTIONS']['recurring'][{schedule.key!r}]"
+                        f": {exc}",
+                        id="dbqueue_embedded.E006",
+                    )
+                )
+        database = self.runtime_options.database
+        if database is not None and database not in settings.DATABASES:
+            messages.append(
+                checks.Error(
+                    f"TASKS[{self.alias!r}]['OPTIONS']['database'] is {database!r}, "
+                    "which is not in DATABASES.",
+                    id="dbqueue_embedded.E007",
+                )
+            )
+            return messages
+        if database is not None and not any(
+            path == "dbqueue_embedded.routers.QueueRouter"
+            or isinstance(path, QueueRouter)
+            for path in settings.DATABASE_ROUTERS
+        ):
+            messages.append(
+                checks.Warning(
+                    f"The task backend {self.alias!r} keeps its queue in database "
+                    f"{database!r}, but migrations do not know it.",
+                    hint="Add 'dbqueue_embedded.routers.QueueRouter' to "
+                    "DATABASE_ROUTERS, then run migrate --database "
+                    f"{database}.",
+                    id="dbqueue_embedded.W001",
+                )
+            )
         if apps.is_installed("dbqueue_embedded"):
             messages.extend(self._check_database())
         return messages

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .recurring import RecurringSchedule, parse_schedule
 from .selectors import ALL_QUEUES, QueueSelector, parse_selectors
 
 # The longest queue name the job table stores.
@@ -49,6 +50,19 @@ class RuntimeOptions:
     # Times a job whose task a process cannot import (a rolling deploy) is
     # handed back for another process before it fails.
     unknown_task_releases: int = 10
+    # Seconds finished jobs are kept before the runtime deletes them, by
+    # outcome; None keeps them forever.
+    keep_successful: float | None = 24 * 3600.0
+    keep_failed: float | None = 7 * 24 * 3600.0
+    # Seconds between two prunes of finished jobs by each runtime.
+    prune_interval: float = 60.0
+    # Recurring tasks, by key (see dbqueue_embedded.recurring).
+    recurring: tuple[RecurringSchedule, ...] = ()
+    # Seconds between two looks at the recurring schedules.
+    recurring_interval: float = 1.0
+    # The database alias holding the queue's tables; None: where the
+    # database routers put them (the default database without a router).
+    database: str | None = None
     # Queues to take jobs from, most preferred first.
     worker_queues: tuple[QueueSelector, ...] = field(
         default=(QueueSelector(ALL_QUEUES),)
@@ -90,6 +104,24 @@ def _seconds(value: Any, *, allow_zero: bool) -> float:
     return float(value)
 
 
+def _alias(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("must be a database alias from DATABASES")
+    return value
+
+
+def _recurring(value: Any) -> tuple[RecurringSchedule, ...]:
+    if isinstance(value, tuple):  # already parsed
+        return value
+    if not isinstance(value, Mapping):
+        raise ValueError("must be a dict of recurring tasks by key")
+    return tuple(parse_schedule(key, entry) for key, entry in value.items())
+
+
+def _seconds_or_none(value: Any) -> float | None:
+    return None if value is None else _seconds(value, allow_zero=True)
+
+
 _VALIDATORS = {
     "concurrency": lambda value: _whole_number(value, minimum=1),
     "poll_interval": lambda value: _seconds(value, allow_zero=False),
@@ -98,6 +130,12 @@ _VALIDATORS = {
     "process_dead_after": lambda value: _seconds(value, allow_zero=False),
     "max_lost_attempts": lambda value: _whole_number(value, minimum=1),
     "unknown_task_releases": lambda value: _whole_number(value, minimum=0),
+    "keep_successful": _seconds_or_none,
+    "keep_failed": _seconds_or_none,
+    "prune_interval": lambda value: _seconds(value, allow_zero=False),
+    "recurring": _recurring,
+    "recurring_interval": lambda value: _seconds(value, allow_zero=False),
+    "database": _alias,
     "worker_queues": _selectors,
 }
 

@@ -36,6 +36,15 @@ class JobNotCancellable(Exception):
     """The job has already finished: there is nothing left to cancel."""
 
 
+class JobNotFailed(Exception):
+    """Only a FAILED job can be retried or discarded."""
+
+
+class JobDiscarded(Exception):
+    """A job not run because its concurrency key was at its limit when it was
+    enqueued (``on_conflict="discard"``)."""
+
+
 def class_path(cls: type) -> str:
     """The dotted path under which errors of ``cls`` are recorded on jobs."""
     return f"{cls.__module__}.{cls.__qualname__}"

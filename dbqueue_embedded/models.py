@@ -15,6 +15,9 @@ from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
 
 from .conf import QUEUE_NAME_MAX_LENGTH
 
+# A job waiting for its concurrency key to free up; reported as READY.
+BLOCKED = "BLOCKED"
+
 
 class Job(models.Model):
     """One enqueued task and, once it ran, its outcome."""
@@ -26,7 +29,7 @@ class Job(models.Model):
     priority = models.SmallIntegerField(default=0)
     status = models.CharField(
         max_length=10,
-        choices=TaskResultStatus.choices,
+        choices=[*TaskResultStatus.choices, (BLOCKED, "Blocked")],
         default=TaskResultStatus.READY,
     )
     args = models.JSONField(default=list)
@@ -51,6 +54,22 @@ class Job(models.Model):
     claimed_by = models.CharField(max_length=64, blank=True, default="")
     # When someone asked for the running attempt to be cancelled.
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    # The task's unique key for this call: no other job of the backend with
+    # the same key may wait (READY or BLOCKED), or run with
+    # unique_until_finished, meanwhile.
+    # Cleared ("") when the job starts, unless unique_until_finished.
+    # Database defaults too: processes of the previous release insert jobs
+    # without these columns during a rolling deploy.
+    unique_key = models.CharField(max_length=255, blank=True, default="", db_default="")
+    unique_until_finished = models.BooleanField(default=False, db_default=False)
+    # The task's concurrency key for this call, and what it allows: at most
+    # concurrency_limit jobs with the key hold a lease (READY or RUNNING) at
+    # once; the others wait BLOCKED. See store.concurrency.
+    concurrency_key = models.CharField(
+        max_length=255, blank=True, default="", db_default=""
+    )
+    concurrency_limit = models.PositiveIntegerField(default=0, db_default=0)
+    concurrency_lease = models.DurationField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -82,10 +101,42 @@ class Job(models.Model):
                 name="dbqueue_job_running",
                 condition=models.Q(status=TaskResultStatus.RUNNING),
             ),
+            # Blocked jobs by key, in the order they get a lease.
+            models.Index(
+                "backend",
+                "concurrency_key",
+                models.F("priority").desc(),
+                "available_at",
+                "id",
+                name="dbqueue_job_blocked",
+                condition=models.Q(status=BLOCKED),
+            ),
+            # Finished jobs by age: retention and dbqueue_prune.
+            models.Index(
+                "backend",
+                "status",
+                "finished_at",
+                name="dbqueue_job_finished",
+                condition=models.Q(
+                    status__in=[TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED]
+                ),
+            ),
             # Listings of the latest jobs (admin, dashboards, the example).
             models.Index(models.F("enqueued_at").desc(), name="dbqueue_job_latest"),
         ]
         constraints = [
+            models.UniqueConstraint(
+                fields=["backend", "unique_key"],
+                name="dbqueue_job_unique_key",
+                condition=~models.Q(unique_key="")
+                & models.Q(
+                    status__in=[
+                        TaskResultStatus.READY,
+                        TaskResultStatus.RUNNING,
+                        BLOCKED,
+                    ]
+                ),
+            ),
             models.CheckConstraint(
                 condition=models.Q(
                     priority__gte=TASK_MIN_PRIORITY, priority__lte=TASK_MAX_PRIORITY
@@ -131,3 +182,100 @@ class WorkerProcess(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class QueuePause(models.Model):
+    """A paused queue: no process claims its jobs until it is resumed."""
+
+    backend = models.CharField(max_length=64)
+    queue_name = models.CharField(max_length=QUEUE_NAME_MAX_LENGTH)
+    paused_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                "backend", "queue_name", name="dbqueue_queuepause_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue_name} ({self.backend})"
+
+
+class RecurringTask(models.Model):
+    """A recurring task scheduled through the Python API (not in OPTIONS)."""
+
+    backend = models.CharField(max_length=64)
+    key = models.CharField(max_length=200)
+    task_path = models.TextField()
+    schedule = models.CharField(max_length=200)
+    timezone = models.CharField(max_length=64, default="UTC")
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    # "" and None: the task's own queue and priority.
+    queue_name = models.CharField(max_length=QUEUE_NAME_MAX_LENGTH, blank=True)
+    priority = models.SmallIntegerField(null=True, blank=True)
+    # What to do about a tick no process fired in time: "skip" or "run_once".
+    missed = models.CharField(max_length=10, default="skip")
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                "backend", "key", name="dbqueue_recurringtask_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.schedule}"
+
+
+class RecurringTick(models.Model):
+    """One tick of a recurring task, fired (or skipped) once across processes.
+
+    The unique constraint is what makes a tick fire exactly once however many
+    processes look at the schedule.
+    """
+
+    backend = models.CharField(max_length=64)
+    key = models.CharField(max_length=200)
+    tick_at = models.DateTimeField()
+    # The job enqueued for the tick; None if the tick was skipped.
+    job_id = models.UUIDField(null=True, blank=True)
+    fired_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                "backend", "key", "tick_at", name="dbqueue_recurringtick_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} at {self.tick_at}"
+
+
+class ConcurrencyLease(models.Model):
+    """One of the ``limit`` slots of a concurrency key, held by one job.
+
+    The unique slot is what bounds the jobs of a key: a job is READY or
+    RUNNING only while it holds a lease.
+    """
+
+    backend = models.CharField(max_length=64)
+    key = models.CharField(max_length=255)
+    slot = models.PositiveIntegerField()
+    job_id = models.UUIDField(unique=True)
+    # Taken plus the job's concurrency_lease: past this, a job still waiting
+    # to be claimed gives the lease up (see store.concurrency).
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                "backend", "key", "slot", name="dbqueue_concurrencylease_slot"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} slot {self.slot}: {self.job_id}"

@@ -136,10 +136,13 @@ def result_of_job(
 
 def result_from_job(job: Any) -> TaskResult:
     """The TaskResult of a ``Job`` row (raises UnknownTask if it cannot import)."""
+    from .models import BLOCKED
+
     return result_of_job(
         import_task(job.task_path),
         job,
-        status=job.status,
+        # A job waiting for its concurrency key is, to Django, waiting.
+        status=TaskResultStatus.READY if job.status == BLOCKED else job.status,
         errors=[TaskError(**error) for error in job.errors],
         finished_at=job.finished_at,
         return_value=job.return_value,

@@ -13,14 +13,22 @@ also works on 6.1) sets them on a task::
     @task
     def charge(order_id): ...
 
-Defaults keep Django's semantics: one attempt, no timeout.
+A unique task enqueues at most one job per key while one waits (or runs)::
+
+    @task_options(unique_key="invoice:{invoice_id}")
+    @task
+    def send_invoice(invoice_id): ...
+
+Defaults keep Django's semantics: one attempt, no timeout, no deduplication.
 """
 
+import inspect
 import math
 import random
-from collections.abc import Callable
+import string
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from django.tasks import Task
 from django.tasks.exceptions import InvalidTask
@@ -40,15 +48,123 @@ class QueueTask(Task):
     retry_max_delay: float = 3600.0
     # Seconds an attempt may run; None: no limit. See README, "Timeouts".
     timeout: float | None = None
+    # A key like "invoice:{invoice_id}", formatted with the call's arguments
+    # by name (or a function of the arguments returning the key): while a job
+    # with the same key waits, enqueueing returns that job instead of adding
+    # one. None: no deduplication.
+    unique_key: str | Callable[..., str] | None = None
+    # Until when a job blocks duplicates: until it "started" or "finished".
+    unique_until: Literal["started", "finished"] = "started"
+    # A key like "account:{account_id}" (or a function of the arguments):
+    # at most concurrency_limit jobs with the same key wait to run or run at
+    # once. Others wait (on_conflict="block") or are not run at all
+    # ("discard": they fail with JobDiscarded). None: no limit.
+    concurrency_key: str | Callable[..., str] | None = None
+    concurrency_limit: int = 1
+    # Seconds a job may hold its key while it waits to be claimed (its queue
+    # paused, say); then the recovery sweep hands the key on and the job
+    # queues for it again. A running job keeps the key until it ends: bound
+    # hung jobs with ``timeout``.
+    concurrency_lease: float = 300.0
+    on_conflict: Literal["block", "discard"] = "block"
 
     def retry_backoff(self, failed_attempts: int) -> float:
         """Seconds to wait before the next attempt, after ``failed_attempts``."""
         delay = min(self.retry_max_delay, self.retry_delay * 2 ** (failed_attempts - 1))
         return random.uniform(delay / 2, delay)
 
+    def unique_key_for(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> str | None:
+        """The dedupe key of a call, or None for a task without one."""
+        return format_key(self, self.unique_key, "unique_key", args, kwargs)
+
+    def concurrency_key_for(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> str | None:
+        """The concurrency key of a call, or None for a task without one."""
+        return format_key(self, self.concurrency_key, "concurrency_key", args, kwargs)
+
+
+# The longest key the job table stores.
+KEY_MAX_LENGTH = 255
+
+
+def format_key(
+    task: Task,
+    key: str | Callable[..., str] | None,
+    option: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+) -> str | None:
+    """A key option's value for one call: formatted with the call's arguments
+    by parameter name, or returned by the function given.
+
+    Raises TypeError (arguments that do not fit the function) or ValueError
+    (a key that is not a string or too long).
+    """
+    if key is None:
+        return None
+    if callable(key):
+        value = key(*args, **kwargs)
+    else:
+        bound = _parameters(task).bind(*args, **kwargs)
+        bound.apply_defaults()
+        value = key.format(**bound.arguments)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{option} must give a non-empty string, not {value!r}.")
+    if len(value) > KEY_MAX_LENGTH:
+        raise ValueError(
+            f"{option} {value[:40]!r}... is longer than {KEY_MAX_LENGTH} characters."
+        )
+    return value
+
+
+def _parameters(task: Task) -> inspect.Signature:
+    """The task function's signature, less the context it may take first."""
+    signature = inspect.signature(task.func)
+    parameters = list(signature.parameters.values())
+    if task.takes_context:
+        parameters = parameters[1:]
+    return signature.replace(parameters=parameters)
+
+
+def _validate_key(task: Task, option: str) -> None:
+    key = getattr(task, option)
+    if key is None or callable(key):
+        return
+    if not isinstance(key, str) or not key:
+        raise InvalidTask(
+            f"{option} must be a non-empty string or a function, not {key!r}."
+        )
+    names = set(_parameters(task).parameters)
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(key) if field]
+    except ValueError as exc:
+        raise InvalidTask(f"{option} {key!r} is not a valid template: {exc}.") from None
+    for field in fields:
+        name = field.split(".")[0].split("[")[0]
+        if name not in names:
+            raise InvalidTask(
+                f"{option} {key!r} names {name!r}, which is not a parameter of "
+                f"{task.name}()."
+            )
+
 
 # The options QueueTask adds to Django's Task.
-OPTION_NAMES = ("max_attempts", "retry_on", "retry_delay", "retry_max_delay", "timeout")
+OPTION_NAMES = (
+    "max_attempts",
+    "retry_on",
+    "retry_delay",
+    "retry_max_delay",
+    "timeout",
+    "unique_key",
+    "unique_until",
+    "concurrency_key",
+    "concurrency_limit",
+    "concurrency_lease",
+    "on_conflict",
+)
 
 
 def validate_options(task: QueueTask) -> None:
@@ -82,6 +198,31 @@ def validate_options(task: QueueTask) -> None:
         raise InvalidTask(
             f"retry_max_delay ({task.retry_max_delay!r}) is shorter than "
             f"retry_delay ({task.retry_delay!r})."
+        )
+    _validate_key(task, "unique_key")
+    _validate_key(task, "concurrency_key")
+    limit = task.concurrency_limit
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise InvalidTask(
+            f"concurrency_limit must be a whole number from 1 to 1000, not {limit!r}."
+        )
+    lease = task.concurrency_lease
+    if (
+        isinstance(lease, bool)
+        or not isinstance(lease, int | float)
+        or not math.isfinite(lease)
+        or lease <= 0
+    ):
+        raise InvalidTask(
+            f"concurrency_lease must be more than zero seconds, not {lease!r}."
+        )
+    if task.on_conflict not in ("block", "discard"):
+        raise InvalidTask(
+            f"on_conflict must be 'block' or 'discard', not {task.on_conflict!r}."
+        )
+    if task.unique_until not in ("started", "finished"):
+        raise InvalidTask(
+            f"unique_until must be 'started' or 'finished', not {task.unique_until!r}."
         )
 
 

@@ -1,7 +1,7 @@
 """A table shaped like the queue's job table, written with the plain ORM.
 
 The single-enqueue benchmark compares ``task.enqueue()`` with
-``PlainJob.objects.create()`` of the same columns, indexes and constraint.
+``PlainJob.objects.create()`` of the same columns, indexes and constraints.
 """
 
 import uuid
@@ -9,6 +9,12 @@ import uuid
 from django.db import models
 
 from dbqueue_embedded.models import Job
+
+
+def _renamed(constraint: models.BaseConstraint) -> models.BaseConstraint:
+    copy = constraint.clone()
+    copy.name = f"plain_{constraint.name[8:]}"
+    return copy
 
 
 class PlainJob(models.Model):
@@ -31,6 +37,12 @@ class PlainJob(models.Model):
     worker_ids = models.JSONField(default=list)
     claim_token = models.UUIDField(null=True)
     claimed_by = models.CharField(max_length=64, blank=True, default="")
+    cancel_requested_at = models.DateTimeField(null=True)
+    unique_key = models.CharField(max_length=255, blank=True, default="")
+    unique_until_finished = models.BooleanField(default=False)
+    concurrency_key = models.CharField(max_length=255, blank=True, default="")
+    concurrency_limit = models.PositiveIntegerField(default=0)
+    concurrency_lease = models.DurationField(null=True)
 
     class Meta:
         indexes = [
@@ -41,9 +53,4 @@ class PlainJob(models.Model):
             )
             for index in Job._meta.indexes
         ]
-        constraints = [
-            models.CheckConstraint(
-                condition=Job._meta.constraints[0].condition,
-                name="plain_priority_range",
-            )
-        ]
+        constraints = [_renamed(constraint) for constraint in Job._meta.constraints]

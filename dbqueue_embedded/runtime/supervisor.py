@@ -39,15 +39,17 @@ from typing import Any, Literal
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, InterfaceError, connections
 from django.tasks import TaskResultStatus
+from django.utils import timezone
 
-from .. import store, wakeups
+from .. import recurring, store, wakeups
 from ..conf import (
     DEFAULT_CONCURRENCY,
     RuntimeOptions,
     process_dead_after,
     validate_option,
 )
-from ..store import processes, recovery
+from ..store import concurrency, processes, recovery, retention
+from ..store import recurring as recurring_ticks
 from ..wakeups.listener import Listener
 from .backoff import Backoff
 from .budget import connection_budget, pool_size
@@ -254,6 +256,10 @@ class Runtime:
             )
             heartbeat = asyncio.create_task(self._supervise("heartbeat", self._beat))
             sweeping = asyncio.create_task(self._supervise("recovery", self._sweep))
+            pruning = asyncio.create_task(self._supervise("pruner", self._prune))
+            scheduling = asyncio.create_task(
+                self._supervise("scheduler", self._schedule)
+            )
             listening = None
             if self.vendor == "postgresql":
                 listener = Listener(
@@ -279,6 +285,8 @@ class Runtime:
             await self._await_signals(signal_thread)
             heartbeat.cancel()
             sweeping.cancel()
+            pruning.cancel()
+            scheduling.cancel()
             if listening is not None:
                 listening.cancel()
             wakeups.unsubscribe(self._on_jobs_enqueued)
@@ -529,7 +537,68 @@ class Runtime:
                         job.lost_worker,
                     )
             if len(recovered) < recovery.RECOVERY_BATCH:
-                return
+                break
+        for job_id in await self._run_store(
+            concurrency.maintain_leases, backend=self.backend_alias
+        ):
+            logger.info("Job %s got its concurrency key's lease.", job_id)
+
+    async def _prune(self) -> None:
+        """Delete finished jobs past their retention, a small batch at a time."""
+        keep = {
+            TaskResultStatus.SUCCESSFUL: self.options.keep_successful,
+            TaskResultStatus.FAILED: self.options.keep_failed,
+        }
+        while True:
+            await asyncio.sleep(self.options.prune_interval)
+            for status, seconds in keep.items():
+                if seconds is None:
+                    continue
+                prune = functools.partial(
+                    self._run_store,
+                    retention.prune_jobs,
+                    backend=self.backend_alias,
+                    statuses=[status],
+                    finished_before=timezone.now() - timedelta(seconds=seconds),
+                )
+                while await prune() == retention.PRUNE_BATCH:
+                    await asyncio.sleep(0)  # let claims and heartbeats in
+            # Tick records only matter while their tick is due.
+            await self._run_store(
+                recurring_ticks.prune_ticks,
+                backend=self.backend_alias,
+                before=timezone.now() - timedelta(days=1),
+            )
+
+    async def _schedule(self) -> None:
+        """Fire the recurring tasks' ticks as they fall due (once across processes)."""
+        interval = self.options.recurring_interval
+        # A tick not fired within this is missed (nothing ran, or no database).
+        missed_after = timedelta(seconds=max(10.0, 3 * interval))
+        while True:
+            await asyncio.sleep(interval)
+            schedules = [
+                *self.options.recurring,
+                *await self._run_store(
+                    recurring.dynamic_schedules, backend=self.backend_alias
+                ),
+            ]
+            if not schedules:
+                continue
+            for tick in await self._run_store(
+                recurring_ticks.fire_due_ticks,
+                backend=self.backend_alias,
+                schedules=schedules,
+                now=recurring.clock(),
+                missed_after=missed_after,
+            ):
+                logger.info(
+                    "Recurring task %r: tick of %s %s%s.",
+                    tick.key,
+                    tick.tick_at.isoformat(),
+                    tick.outcome,
+                    f" as job {tick.job_id}" if tick.job_id else "",
+                )
 
     async def _release_unfinished(self, worker: Worker, completer: Completer) -> None:
         timeout = self.options.shutdown_timeout

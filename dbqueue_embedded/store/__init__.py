@@ -19,9 +19,11 @@ from .jobs import (
     claim_batch,
     claim_statement,
     dialect,
+    discard_failed_jobs,
     finish_claims,
     insert_jobs,
     prepare_runtime_connection,
+    retry_failed_jobs,
 )
 from .records import ClaimedJob, NewJob, Outcome
 
@@ -34,7 +36,9 @@ __all__ = [
     "claim_batch",
     "claim_statement",
     "dialect",
+    "discard_failed_jobs",
     "finish_claims",
     "insert_jobs",
     "prepare_runtime_connection",
+    "retry_failed_jobs",
 ]

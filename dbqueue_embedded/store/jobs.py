@@ -1,6 +1,7 @@
 """Enqueue, claim and end claims: the statements that move jobs between states."""
 
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Sequence
@@ -10,19 +11,21 @@ from typing import Any
 
 from django.db import NotSupportedError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Case, Value, When
 from django.db.models.functions import Coalesce, Now
 from django.tasks import TaskResultStatus
 from django.tasks.base import TaskError
 from django.utils import timezone
 
 from .. import wakeups
-from ..exceptions import JobCancelled, JobNotCancellable
-from ..models import Job, WorkerProcess
+from ..exceptions import JobCancelled, JobDiscarded, JobNotCancellable
+from ..models import BLOCKED, Job, QueuePause, WorkerProcess
 from ..results import task_error
 from ..selectors import QueueSelector
-from . import postgresql, sqlite
+from . import concurrency, postgresql, sqlite
 from .records import ClaimedJob, NewJob, Outcome
 
+logger = logging.getLogger("dbqueue_embedded.store")
 _DIALECTS = {"postgresql": postgresql, "sqlite": sqlite}
 # Per thread: the raw connection prepare_runtime_connection() last set up.
 _prepared = threading.local()
@@ -42,7 +45,26 @@ _NEW_JOB = (
     "errors",
     "worker_ids",
     "claimed_by",
+    "unique_key",
+    "unique_until_finished",
+    "concurrency_key",
+    "concurrency_limit",
+    "concurrency_lease",
+    "finished_at",
 )
+# A unique job goes in unless a job with its key waits (or runs) already.
+_INSERT_UNIQUE = """
+    INSERT INTO {table} ({columns}) VALUES ({placeholders})
+    ON CONFLICT (backend, unique_key)
+    WHERE NOT (unique_key = '') AND status IN ('READY', 'RUNNING', 'BLOCKED')
+    DO NOTHING
+    RETURNING id
+"""
+_KEY_HOLDER = """
+    SELECT id FROM {table}
+    WHERE backend = %s AND unique_key = %s
+      AND status IN ('READY', 'RUNNING', 'BLOCKED')
+"""
 # Columns of an ended claim, with their PostgreSQL types. "json" columns hold
 # JSON values; "jsonb" ones hold JSON encoded as text (a return value may be
 # a bare string, which the document's JSON would otherwise unwrap).
@@ -83,37 +105,119 @@ def prepare_runtime_connection(*, using: str) -> None:
         setattr(_prepared, using, connection.connection)
 
 
-def insert_jobs(jobs: Sequence[NewJob], *, using: str) -> None:
-    """Insert new READY jobs of one backend: all of them, or (on error) none.
+def insert_jobs(jobs: Sequence[NewJob], *, using: str) -> list[uuid.UUID]:
+    """Insert new jobs of one backend: all of them, or (on error) none.
 
+    Jobs are READY, except a job whose concurrency key is at its limit: it
+    waits BLOCKED, or (discard on conflict) is FAILED with JobDiscarded.
+    Returns the id of each job. A unique job whose key a waiting (or running)
+    job holds is not inserted: its id in the result is that job's.
     Runtimes of other processes are woken once they commit (PostgreSQL).
     """
     connection = connections[using]
     sql = dialect(connection)
-    values = [
-        (
-            job.id,
-            job.backend,
-            job.queue_name,
-            job.task_path,
-            job.priority,
-            _encode_json(job.args),
-            _encode_json(job.kwargs),
-            job.run_after,
-            job.available_at,
-            job.enqueued_at,
-            "READY",
-            "[]",
-            "[]",
-            "",
-        )
-        for job in jobs
-    ]
     table = connection.ops.quote_name(Job._meta.db_table)
+    plain = [_row(job) for job in jobs if not (job.unique_key or job.concurrency_key)]
+    special = [job for job in jobs if job.unique_key or job.concurrency_key]
+    ids = [job.id for job in jobs]
     wake_up = wakeups.encode(jobs[0].backend, {job.queue_name for job in jobs})
     atomic = transaction.atomic(using=using, savepoint=False)
-    with atomic if len(values) > 1 else nullcontext(), connection.cursor() as cursor:
-        sql.insert_rows(cursor, table, _NEW_JOB, values, wake_up)
+    with (
+        atomic if len(jobs) > 1 or special else nullcontext(),
+        connection.cursor() as cursor,
+    ):
+        if plain:
+            sql.insert_rows(cursor, table, _NEW_JOB, plain, wake_up)
+        elif special:
+            sql.wake_up(cursor, wake_up)
+        stored = {
+            job.id: _insert_special(cursor, sql, table, job, using) for job in special
+        }
+    return [stored.get(job_id, job_id) for job_id in ids]
+
+
+def _row(job: NewJob, status: str = "READY", errors: str = "[]") -> tuple:
+    return (
+        job.id,
+        job.backend,
+        job.queue_name,
+        job.task_path,
+        job.priority,
+        _encode_json(job.args),
+        _encode_json(job.kwargs),
+        job.run_after,
+        job.available_at,
+        job.enqueued_at,
+        status,
+        errors,
+        "[]",
+        "",
+        job.unique_key or "",
+        job.unique_until_finished,
+        job.concurrency_key or "",
+        job.concurrency_limit,
+        job.concurrency_lease,
+        timezone.now() if status == TaskResultStatus.FAILED else None,
+    )
+
+
+def _insert_special(
+    cursor: Any, sql: ModuleType, table: str, job: NewJob, using: str
+) -> uuid.UUID:
+    """Insert a unique or concurrency-limited job; return the id that stands for it."""
+    status, errors = TaskResultStatus.READY, "[]"
+    if job.concurrency_key and job.available_at > timezone.now():
+        # A job for later takes no lease yet: the sweep promotes it once due.
+        status = BLOCKED
+    elif job.concurrency_key and not concurrency.acquire_lease(
+        using=using,
+        backend=job.backend,
+        key=job.concurrency_key,
+        limit=job.concurrency_limit,
+        job_id=job.id,
+        duration=job.concurrency_lease,
+    ):
+        if job.discard_on_conflict:
+            error = JobDiscarded(
+                f"Concurrency key {job.concurrency_key!r} was at its limit of "
+                f"{job.concurrency_limit} when the job was enqueued."
+            )
+            status = TaskResultStatus.FAILED
+            errors = _encode_json([_error_value(task_error(error))])
+        else:
+            status = BLOCKED
+    row = _row(job, status, errors)
+    if not job.unique_key:
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(_NEW_JOB)}) "
+            f"VALUES ({', '.join(['%s'] * len(_NEW_JOB))})",
+            sql.encode_row(row),
+        )
+        return job.id
+    stored = _insert_unique(cursor, sql, table, job, row)
+    if stored != job.id:  # a duplicate: it needs no lease
+        concurrency.release_leases([job.id], using=using)
+    return stored
+
+
+def _insert_unique(
+    cursor: Any, sql: ModuleType, table: str, job: NewJob, row: tuple
+) -> uuid.UUID:
+    """Insert a unique job; return its id, or the id of the job holding its key."""
+    insert = _INSERT_UNIQUE.format(
+        table=table,
+        columns=", ".join(_NEW_JOB),
+        placeholders=", ".join(["%s"] * len(_NEW_JOB)),
+    )
+    while True:
+        cursor.execute(insert, sql.encode_row(row))
+        if cursor.fetchone() is not None:
+            return job.id
+        cursor.execute(_KEY_HOLDER.format(table=table), [job.backend, job.unique_key])
+        holder = cursor.fetchone()
+        if holder is not None:
+            return sql.read_uuid(holder[0])
+        # The holder finished between the two statements: insert after all.
 
 
 def claim_batch(
@@ -169,19 +273,27 @@ def claim_statement(
     sql = dialect(connection)
     table = connection.ops.quote_name(Job._meta.db_table)
     processes_table = connection.ops.quote_name(WorkerProcess._meta.db_table)
+    pauses_table = connection.ops.quote_name(QueuePause._meta.db_table)
     selector_sql, selector_params = _selector_filter(selector)
     # Only a registered worker claims: once a recovery sweep has removed a
     # worker presumed dead, its claims fail until it registers again, so it
     # cannot take jobs that the next sweep would hand to someone else.
     registered = f"EXISTS (SELECT 1 FROM {processes_table} WHERE id = %(worker_id)s)"
+    not_paused = (
+        f"NOT EXISTS (SELECT 1 FROM {pauses_table} AS pause "
+        f"WHERE pause.backend = %(backend)s "
+        f"AND pause.queue_name = {table}.queue_name)"
+    )
     statement = sql.CLAIM.format(
         table=table,
-        selector=f"{selector_sql} AND {registered}",
+        selector=f"{selector_sql} AND {not_paused} AND {registered}",
         assignments=(
             "status = 'RUNNING', claim_token = %(token)s, "
             "claimed_by = %(worker_id)s, "
             "started_at = COALESCE(started_at, %(now)s), last_attempted_at = %(now)s, "
-            f"worker_ids = {sql.APPEND_WORKER_ID}"
+            f"worker_ids = {sql.APPEND_WORKER_ID}, "
+            # A job unique until it starts lets duplicates in from now on.
+            "unique_key = CASE WHEN unique_until_finished THEN unique_key ELSE '' END"
         ),
         returning=(
             f"{table}.id, queue_name, task_path, priority, available_at, enqueued_at, "
@@ -231,12 +343,30 @@ def finish_claims(outcomes: Sequence[Outcome], *, using: str) -> set[uuid.UUID]:
         FROM {sql.rows("outcome", _OUTCOME)}
         WHERE {sql.among_ids(f"{table}.id")}
           AND {table}.id = outcome.id AND {table}.claim_token = outcome.claim_token
-        RETURNING {table}.id
+        RETURNING {table}.id, {table}.concurrency_key, {table}.status
     """
     ids = sql.ids_params([row["id"] for row in rows])
     with connection.cursor() as cursor:
         cursor.execute(statement, [_encode_json(rows), *ids])
-        return {sql.read_uuid(row[0]) for row in cursor.fetchall()}
+        ended = cursor.fetchall()
+    # Jobs that finished hand their concurrency lease on (a job back in the
+    # queue keeps it). Should this fail, the recovery sweep does it.
+    finished = [
+        sql.read_uuid(job_id)
+        for job_id, key, status in ended
+        if key and status != TaskResultStatus.READY
+    ]
+    if finished:
+        try:
+            concurrency.release_leases(finished, using=using)
+        except Exception:
+            # The outcomes are stored; the recovery sweep frees the leases.
+            logger.exception(
+                "Could not release the concurrency leases of %d finished job(s); "
+                "the recovery sweep will.",
+                len(finished),
+            )
+    return {sql.read_uuid(row[0]) for row in ended}
 
 
 def _encode_json(value: Any) -> str:
@@ -303,7 +433,7 @@ def cancel_job(job_id: uuid.UUID, *, using: str) -> TaskResultStatus:
         status, errors, attempted_at = jobs.values_list(
             "status", "errors", "last_attempted_at"
         ).get(id=job_id)
-        if status == TaskResultStatus.READY:
+        if status in (TaskResultStatus.READY, BLOCKED):
             error = task_error(JobCancelled("The job was cancelled before it ran."))
             # Unchanged since read: not run (and its errors grown) meanwhile.
             unchanged = {"status": status, "last_attempted_at": attempted_at}
@@ -319,6 +449,10 @@ def cancel_job(job_id: uuid.UUID, *, using: str) -> TaskResultStatus:
         else:
             raise JobNotCancellable(f"Job {job_id} has already finished ({status}).")
         if changed:
+            if status == TaskResultStatus.READY:
+                concurrency.release_leases([job_id], using=using)
+            if status == BLOCKED:
+                return TaskResultStatus.READY
             return TaskResultStatus(status)
         # Claimed or finished between the read and the write: look again.
 
@@ -334,3 +468,60 @@ def cancel_requests(worker_id: str, *, using: str) -> list[uuid.UUID]:
         )
         .values_list("id", flat=True)
     )
+
+
+def retry_failed_jobs(job_ids: Sequence[uuid.UUID], *, using: str) -> list[uuid.UUID]:
+    """Put FAILED jobs back in the queue, to run at once: same job, new attempt.
+
+    Their errors stay; a cancel request is forgotten. Returns the ids of the
+    jobs that were FAILED (others are left as they are).
+    """
+    jobs = Job.objects.using(using).filter(
+        id__in=job_ids, status=TaskResultStatus.FAILED
+    )
+    with transaction.atomic(using=using):
+        rows = list(
+            jobs.select_for_update().values_list(
+                "id", "backend", "queue_name", "concurrency_key"
+            )
+        )
+        jobs.filter(id__in=[row[0] for row in rows]).update(
+            # A job with a concurrency key waits for a lease like a new one.
+            status=Case(
+                When(concurrency_key="", then=Value(TaskResultStatus.READY)),
+                default=Value(BLOCKED),
+            ),
+            finished_at=None,
+            return_value=None,
+            available_at=Now(),
+            cancel_requested_at=None,
+            # Its key may be taken by now: a retried job does not dedupe.
+            unique_key="",
+        )
+        wake_up_queues([row[:3] for row in rows if not row[3]], using=using)
+        for backend, key in sorted({(row[1], row[3]) for row in rows if row[3]}):
+            concurrency.promote_blocked(using=using, backend=backend, key=key)
+    return [row[0] for row in rows]
+
+
+def discard_failed_jobs(job_ids: Sequence[uuid.UUID], *, using: str) -> list[uuid.UUID]:
+    """Delete FAILED jobs; return the ids of those deleted."""
+    jobs = Job.objects.using(using).filter(
+        id__in=job_ids, status=TaskResultStatus.FAILED
+    )
+    with transaction.atomic(using=using):
+        ids = list(jobs.select_for_update().values_list("id", flat=True))
+        jobs.filter(id__in=ids).delete()
+    return ids
+
+
+def wake_up_queues(rows: Sequence[tuple[Any, str, str]], *, using: str) -> None:
+    """Wake runtimes for jobs that became ready, once the transaction commits."""
+    connection = connections[using]
+    queues: dict[str, set[str]] = {}
+    for _, backend, queue_name in rows:
+        queues.setdefault(backend, set()).add(queue_name)
+    for backend, queue_names in queues.items():
+        with connection.cursor() as cursor:
+            dialect(connection).wake_up(cursor, wakeups.encode(backend, queue_names))
+        wakeups.jobs_enqueued(using=using, backend=backend, queue_names=queue_names)

@@ -38,26 +38,31 @@ def insert_rows(
     table: str,
     columns: Sequence[str],
     values: Sequence[tuple],
-    wake_up: str,
+    payload: str,
 ) -> None:
-    """Insert rows and NOTIFY listeners with ``wake_up`` once they commit.
+    """Insert rows and NOTIFY listeners with ``payload`` once they commit.
 
     One row goes in one round trip with its NOTIFY; many go by ``COPY``, far
     cheaper per row, in the caller's transaction.
     """
     names = ", ".join(columns)
-    notify = "SELECT pg_notify(%s, %s)"
     if len(values) == 1:
         placeholders = ", ".join(["%s"] * len(columns))
         cursor.execute(
-            f"INSERT INTO {table} ({names}) VALUES ({placeholders}); {notify}",
-            [*values[0], CHANNEL, wake_up],
+            f"INSERT INTO {table} ({names}) VALUES ({placeholders}); "
+            "SELECT pg_notify(%s, %s)",
+            [*values[0], CHANNEL, payload],
         )
         return
     with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
         for row in values:
             copy.write_row(row)
-    cursor.execute(notify, [CHANNEL, wake_up])
+    wake_up(cursor, payload)
+
+
+def encode_row(row: Sequence[Any]) -> Sequence[Any]:
+    """Values as psycopg sends them: unchanged."""
+    return row
 
 
 def rows(alias: str, columns: Sequence[tuple[str, str]]) -> str:
@@ -113,3 +118,8 @@ def claim_transaction(cursor: Any) -> Iterator[None]:
 
 def prepare_connection(cursor: Any) -> None:
     """Nothing to set up: commits stay as durable as the server is configured."""
+
+
+def wake_up(cursor: Any, payload: str) -> None:
+    """NOTIFY listeners with ``payload`` once the transaction commits."""
+    cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, payload])

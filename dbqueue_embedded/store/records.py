@@ -2,7 +2,7 @@
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.tasks import TaskResultStatus
@@ -23,6 +23,14 @@ class NewJob:
     run_after: datetime | None
     available_at: datetime
     enqueued_at: datetime
+    # See Job.unique_key.
+    unique_key: str | None = None
+    unique_until_finished: bool = False
+    # See Job.concurrency_key; discard: fail at once if the key is at its limit.
+    concurrency_key: str | None = None
+    concurrency_limit: int = 0
+    concurrency_lease: timedelta | None = None
+    discard_on_conflict: bool = False
 
 
 @dataclass(frozen=True, slots=True)

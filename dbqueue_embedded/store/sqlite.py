@@ -10,10 +10,11 @@ reading while a claim writes.
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.utils.duration import duration_microseconds
 
 CLAIM = """
     UPDATE {table} SET {assignments}
@@ -41,24 +42,31 @@ def insert_rows(
     table: str,
     columns: Sequence[str],
     values: Sequence[tuple],
-    wake_up: str,
+    payload: str,
 ) -> None:
     """Insert rows, with UUIDs and datetimes stored as Django stores them.
 
     SQLite has no NOTIFY: other processes find the jobs by polling, so
-    ``wake_up`` goes nowhere.
+    ``payload`` goes nowhere.
     """
     names = ", ".join(columns)
     placeholders = ", ".join(["%s"] * len(columns))
     cursor.executemany(
         f"INSERT INTO {table} ({names}) VALUES ({placeholders})",
-        [tuple(map(_stored, row)) for row in values],
+        [encode_row(row) for row in values],
     )
+
+
+def encode_row(row: Sequence[Any]) -> tuple:
+    """Values as Django's SQLite backend stores them."""
+    return tuple(map(_stored, row))
 
 
 def _stored(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return value.hex
+    if isinstance(value, timedelta):
+        return duration_microseconds(value)
     if isinstance(value, datetime):
         return encode_datetime(value)
     return value
@@ -136,3 +144,7 @@ def prepare_connection(cursor: Any) -> None:
     cursor.execute("PRAGMA busy_timeout")
     if cursor.fetchone()[0] < RUNTIME_BUSY_TIMEOUT_MS:
         cursor.execute(f"PRAGMA busy_timeout = {RUNTIME_BUSY_TIMEOUT_MS}")
+
+
+def wake_up(cursor: Any, payload: str) -> None:
+    """Nothing to send: other processes find the jobs by polling."""

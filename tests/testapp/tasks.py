@@ -144,3 +144,45 @@ def record_then_sleep(context, seconds: float) -> dict:
 @task
 def fail_then_wait() -> None:
     raise ConnectionError("try again later")
+
+
+@task_options(unique_key="invoice:{invoice_id}")
+@task
+def send_invoice(invoice_id: int, copy: bool = False) -> int:
+    return invoice_id
+
+
+@task_options(unique_key="report:{name}", unique_until="finished")
+@task
+def build_report(name: str, seconds: float = 0) -> str:
+    time.sleep(seconds)
+    return name
+
+
+def record_run(context, seconds: float) -> None:
+    """Record when this job's run began and ended, as the task saw it."""
+    job_id = context.task_result.id
+    Execution.objects.create(job_id=job_id, label="start", pid=os.getpid())
+    time.sleep(seconds)
+    Execution.objects.create(job_id=job_id, label="end", pid=os.getpid())
+
+
+@task_options(concurrency_key="account:{account_id}")
+@task(takes_context=True)
+def charge_account(context, account_id: int, seconds: float = 0) -> int:
+    record_run(context, seconds)
+    return account_id
+
+
+@task_options(concurrency_key="sync:{account_id}", concurrency_limit=2)
+@task(takes_context=True)
+def sync_account(context, account_id: int, seconds: float = 0) -> int:
+    record_run(context, seconds)
+    return account_id
+
+
+@task_options(concurrency_key="export:{name}", on_conflict="discard")
+@task
+def export_once(name: str, seconds: float = 0) -> str:
+    time.sleep(seconds)
+    return name

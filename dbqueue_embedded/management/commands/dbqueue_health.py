@@ -2,12 +2,13 @@ import json
 import sys
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 from django.db.models.functions import Now
-from django.tasks.exceptions import InvalidTaskBackend
 
-from dbqueue_embedded.backend import queue_backend
+from dbqueue_embedded.management.arguments import (
+    add_backend_argument,
+    backend_from_options,
+)
 from dbqueue_embedded.models import WorkerProcess
 
 
@@ -19,11 +20,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument(
-            "--backend",
-            default="default",
-            help="The TASKS alias to report on (default: 'default').",
-        )
+        add_backend_argument(parser)
         parser.add_argument(
             "--hostname",
             help="Only the processes of this host (as the processes report it).",
@@ -33,15 +30,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        alias = options["backend"]
-        try:
-            backend = queue_backend(alias)
-        except InvalidTaskBackend:
-            raise CommandError(
-                f"There is no task backend {alias!r} in TASKS."
-            ) from None
-        except ImproperlyConfigured as exc:
-            raise CommandError(str(exc)) from None
+        backend = backend_from_options(options)
         rows = WorkerProcess.objects.using(backend.database).filter(
             backend=backend.alias
         )
