@@ -2,7 +2,7 @@
 
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -112,14 +112,12 @@ class DatabaseBackend(BaseTaskBackend):
             queue_names={job.queue_name for job in jobs},
         )
         for index, (job, stored_id) in enumerate(zip(jobs, stored_ids, strict=True)):
-            if (
-                stored_id != job.id
-            ):  # a duplicate of a unique job: the job holding the key
+            # As stored: the job holding a unique key instead of a duplicate,
+            # or a job failed at once because its concurrency key was full.
+            if stored_id != job.id or job.discard_on_conflict:
                 results[index] = self.get_result(str(stored_id))
-                continue
-            if job.discard_on_conflict:  # FAILED at once if its key was at its limit
-                results[index] = self.get_result(str(stored_id))
-            task_enqueued.send(type(self), task_result=results[index])
+            if stored_id == job.id:
+                task_enqueued.send(type(self), task_result=results[index])
         return results
 
     async def abulk_enqueue(
@@ -252,7 +250,12 @@ class DatabaseBackend(BaseTaskBackend):
         """See discard()."""
         await sync_to_async(self.discard, thread_sensitive=True)(result_id)
 
-    def _only_failed(self, result_id: str, change: Any, verb: str) -> None:
+    def _only_failed(
+        self,
+        result_id: str,
+        change: Callable[..., list[uuid.UUID]],
+        verb: str,
+    ) -> None:
         from .exceptions import JobNotFailed
         from .models import Job
 

@@ -82,7 +82,7 @@ def release_leases(job_ids: Collection[uuid.UUID], *, using: str) -> list[uuid.U
 
 def promote_blocked(*, using: str, backend: str, key: str) -> list[uuid.UUID]:
     """Give free slots of ``key`` to its blocked jobs, in order; return their ids."""
-    from .jobs import wake_up_queues
+    from .jobs import wake_up  # jobs imports this module
 
     promoted = []
     with transaction.atomic(using=using):
@@ -112,10 +112,10 @@ def promote_blocked(*, using: str, backend: str, key: str) -> list[uuid.UUID]:
             Job.objects.using(using).filter(id=job["id"]).update(
                 status=TaskResultStatus.READY
             )
-            promoted.append((job["id"], backend, job["queue_name"]))
+            promoted.append((job["id"], job["queue_name"]))
         if promoted:
-            wake_up_queues(promoted, using=using)
-    return [job_id for job_id, _, _ in promoted]
+            wake_up([(backend, queue_name) for _, queue_name in promoted], using=using)
+    return [job_id for job_id, _ in promoted]
 
 
 def maintain_leases(*, using: str, backend: str) -> list[uuid.UUID]:

@@ -4,7 +4,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from types import ModuleType
 from typing import Any
@@ -52,9 +52,9 @@ _NEW_JOB = (
     "concurrency_lease",
     "finished_at",
 )
+_INSERT = "INSERT INTO {table} ({columns}) VALUES ({placeholders})"
 # A unique job goes in unless a job with its key waits (or runs) already.
-_INSERT_UNIQUE = """
-    INSERT INTO {table} ({columns}) VALUES ({placeholders})
+_UNLESS_KEY_HELD = """
     ON CONFLICT (backend, unique_key)
     WHERE NOT (unique_key = '') AND status IN ('READY', 'RUNNING', 'BLOCKED')
     DO NOTHING
@@ -187,28 +187,24 @@ def _insert_special(
         else:
             status = BLOCKED
     row = _row(job, status, errors)
+    insert = _INSERT.format(
+        table=table,
+        columns=", ".join(_NEW_JOB),
+        placeholders=", ".join(["%s"] * len(_NEW_JOB)),
+    )
     if not job.unique_key:
-        cursor.execute(
-            f"INSERT INTO {table} ({', '.join(_NEW_JOB)}) "
-            f"VALUES ({', '.join(['%s'] * len(_NEW_JOB))})",
-            sql.encode_row(row),
-        )
+        cursor.execute(insert, sql.encode_row(row))
         return job.id
-    stored = _insert_unique(cursor, sql, table, job, row)
+    stored = _insert_unique(cursor, sql, table, job, insert + _UNLESS_KEY_HELD, row)
     if stored != job.id:  # a duplicate: it needs no lease
         concurrency.release_leases([job.id], using=using)
     return stored
 
 
 def _insert_unique(
-    cursor: Any, sql: ModuleType, table: str, job: NewJob, row: tuple
+    cursor: Any, sql: ModuleType, table: str, job: NewJob, insert: str, row: tuple
 ) -> uuid.UUID:
     """Insert a unique job; return its id, or the id of the job holding its key."""
-    insert = _INSERT_UNIQUE.format(
-        table=table,
-        columns=", ".join(_NEW_JOB),
-        placeholders=", ".join(["%s"] * len(_NEW_JOB)),
-    )
     while True:
         cursor.execute(insert, sql.encode_row(row))
         if cursor.fetchone() is not None:
@@ -422,11 +418,12 @@ def _read_claimed(
 def cancel_job(job_id: uuid.UUID, *, using: str) -> TaskResultStatus:
     """Cancel a job: fail it if it waits in the queue, flag it if it runs.
 
-    A READY job becomes FAILED with a JobCancelled error at once. A RUNNING
+    A READY (or BLOCKED) job becomes FAILED with a JobCancelled error at
+    once; a lease it held goes to the next job of its key. A RUNNING
     job gets ``cancel_requested_at``: its runtime passes the request on to the
     task (see JobContext) and fails it if it is claimed again. Returns the
-    status the job had (READY or RUNNING). Raises Job.DoesNotExist, or
-    JobNotCancellable if the job already finished.
+    status the job had as Django sees it (READY or RUNNING). Raises
+    Job.DoesNotExist, or JobNotCancellable if the job already finished.
     """
     jobs = Job.objects.using(using)
     while True:
@@ -498,7 +495,7 @@ def retry_failed_jobs(job_ids: Sequence[uuid.UUID], *, using: str) -> list[uuid.
             # Its key may be taken by now: a retried job does not dedupe.
             unique_key="",
         )
-        wake_up_queues([row[:3] for row in rows if not row[3]], using=using)
+        wake_up([(row[1], row[2]) for row in rows if not row[3]], using=using)
         for backend, key in sorted({(row[1], row[3]) for row in rows if row[3]}):
             concurrency.promote_blocked(using=using, backend=backend, key=key)
     return [row[0] for row in rows]
@@ -515,13 +512,15 @@ def discard_failed_jobs(job_ids: Sequence[uuid.UUID], *, using: str) -> list[uui
     return ids
 
 
-def wake_up_queues(rows: Sequence[tuple[Any, str, str]], *, using: str) -> None:
-    """Wake runtimes for jobs that became ready, once the transaction commits."""
+def wake_up(queues: Iterable[tuple[str, str]], *, using: str) -> None:
+    """Wake runtimes for jobs that became ready in these (backend, queue name)
+    pairs, once the transaction commits: by NOTIFY on PostgreSQL, and in this
+    process."""
     connection = connections[using]
-    queues: dict[str, set[str]] = {}
-    for _, backend, queue_name in rows:
-        queues.setdefault(backend, set()).add(queue_name)
-    for backend, queue_names in queues.items():
+    by_backend: dict[str, set[str]] = {}
+    for backend, queue_name in queues:
+        by_backend.setdefault(backend, set()).add(queue_name)
+    for backend, queue_names in by_backend.items():
         with connection.cursor() as cursor:
             dialect(connection).wake_up(cursor, wakeups.encode(backend, queue_names))
         wakeups.jobs_enqueued(using=using, backend=backend, queue_names=queue_names)

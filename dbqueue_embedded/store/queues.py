@@ -8,15 +8,14 @@ into a paused queue still works; its jobs wait until it is resumed.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Min, Q
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 
-from .. import wakeups
 from ..models import BLOCKED, Job, QueuePause
 from . import concurrency
-from .jobs import dialect
+from .jobs import wake_up
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +64,7 @@ def resume_queue(*, using: str, backend: str, queue_name: str) -> bool:
             .delete()
         )
         if deleted:
-            with connections[using].cursor() as cursor:
-                dialect(connections[using]).wake_up(
-                    cursor, wakeups.encode(backend, {queue_name})
-                )
-            wakeups.jobs_enqueued(
-                using=using, backend=backend, queue_names={queue_name}
-            )
+            wake_up([(backend, queue_name)], using=using)
     return bool(deleted)
 
 
@@ -121,23 +114,19 @@ def queue_stats(
     }
     paused = set(pauses.values_list("queue_name", flat=True))
     names = set(counts) | paused | set(queue_names or ())
-    empty = {
-        "ready": 0,
-        "scheduled": 0,
-        "running": 0,
-        "blocked": 0,
-        "oldest_ready_at": None,
-    }
-    return [
-        QueueStats(
-            name=name,
-            ready=counts.get(name, empty)["ready"],
-            scheduled=counts.get(name, empty)["scheduled"],
-            running=counts.get(name, empty)["running"],
-            blocked=counts.get(name, empty)["blocked"],
-            oldest_ready_at=counts.get(name, empty)["oldest_ready_at"],
-            paused=name in paused,
-            counted_at=now,
+    stats = []
+    for name in sorted(names):
+        row = counts.get(name, {})
+        stats.append(
+            QueueStats(
+                name=name,
+                ready=row.get("ready", 0),
+                scheduled=row.get("scheduled", 0),
+                running=row.get("running", 0),
+                blocked=row.get("blocked", 0),
+                oldest_ready_at=row.get("oldest_ready_at"),
+                paused=name in paused,
+                counted_at=now,
+            )
         )
-        for name in sorted(names)
-    ]
+    return stats

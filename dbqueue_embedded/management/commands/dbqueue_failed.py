@@ -43,8 +43,9 @@ class Command(BaseCommand):
             jobs = jobs.filter(task_path=options["task"])
         if options["queue"]:
             jobs = jobs.filter(queue_name=options["queue"])
-        if options["ids"]:
-            jobs = jobs.filter(id__in=_job_ids(options["ids"]))
+        requested = _job_ids(options["ids"])
+        if requested:
+            jobs = jobs.filter(id__in=requested)
         action = options["action"]
         if action == "list":
             self._list(jobs.order_by("-finished_at")[: options["limit"]])
@@ -54,7 +55,7 @@ class Command(BaseCommand):
         if options["ids"] and options["all"]:
             raise CommandError("Pass job ids or --all, not both.")
         ids = list(jobs.values_list("id", flat=True))
-        missing = set(_job_ids(options["ids"])) - set(ids)
+        missing = set(requested) - set(ids)
         if missing:
             raise CommandError(
                 "Not failed jobs of this backend (nothing was changed): "
