@@ -110,6 +110,10 @@ def measure(database: str, rounds: int) -> dict[str, float]:
 
 
 def recreate_postgres_database(name: str) -> None:
+    """Drop and create database ``name`` (the chaos suite uses this too).
+
+    Prints the server's synchronous_commit, which the figures depend on.
+    """
     import psycopg
 
     with psycopg.connect(
@@ -119,7 +123,8 @@ def recreate_postgres_database(name: str) -> None:
         dbname="postgres",
         autocommit=True,
     ) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        # FORCE: a server left over by an interrupted run may still be connected.
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         connection.execute(f'CREATE DATABASE "{name}"')
         commit = connection.execute("SHOW synchronous_commit").fetchone()[0]
     print(f"PostgreSQL synchronous_commit={commit}", file=sys.stderr)

@@ -213,9 +213,11 @@ def set_up_django(database: str, directory: Path) -> None:
         CHAOS_DATABASE=database,
         CHAOS_DB_NAME=name,
     )
-    if database == "postgres":
-        recreate_postgres_database(name)
     sys.path.insert(0, str(ROOT))
+    if database == "postgres":
+        from benchmarks.run import recreate_postgres_database
+
+        recreate_postgres_database(name)
     import django
     from django.core.management import call_command
 
@@ -232,21 +234,6 @@ def process_dead_after() -> float:
 
     options = default_task_backend.runtime_options  # type: ignore[attr-defined]
     return process_dead_after(options, connection.vendor)
-
-
-def recreate_postgres_database(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(
-        host=os.environ.get("PGHOST", "127.0.0.1"),
-        port=os.environ.get("PGPORT", "5432"),
-        user=os.environ.get("PGUSER", "postgres"),
-        dbname="postgres",
-        autocommit=True,
-    ) as connection:
-        # FORCE: a server left over by an interrupted run may still be connected.
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
 
 
 def start_server(run: Run) -> subprocess.Popen[bytes]:
