@@ -179,15 +179,15 @@ class DatabaseBackend(BaseTaskBackend):
     def get_result(self, result_id: str) -> TaskResult:
         """Read a result from the database, from any thread or process.
 
-        Raises TaskResultDoesNotExist for unknown or malformed ids, and
-        UnknownTask (an ImportError) if the job's task can no longer be
-        imported.
+        Raises TaskResultDoesNotExist for unknown or malformed ids (and for
+        named jobs, which have no task: see NamedJob), and UnknownTask (an
+        ImportError) if the job's task can no longer be imported.
         """
         from .models import Job
         from .results import result_from_job
 
         try:
-            job = Job.objects.using(self.database).get(id=_job_id(result_id))
+            job = Job.objects.using(self.database).get(id=_job_id(result_id), name="")
         except Job.DoesNotExist:
             raise TaskResultDoesNotExist(result_id) from None
         return result_from_job(job)
@@ -260,14 +260,14 @@ class DatabaseBackend(BaseTaskBackend):
         from .models import Job
 
         job_id = _job_id(result_id)
+        jobs = Job.objects.using(self.database).filter(
+            id=job_id, backend=self.alias, name=""
+        )
+        if not jobs.exists():
+            raise TaskResultDoesNotExist(result_id)
         if change([job_id], using=self.database):
             return
-        status = (
-            Job.objects.using(self.database)
-            .filter(id=job_id, backend=self.alias)
-            .values_list("status", flat=True)
-            .first()
-        )
+        status = jobs.values_list("status", flat=True).first()
         if status is None:
             raise TaskResultDoesNotExist(result_id)
         raise JobNotFailed(f"Job {job_id} is {status}; only FAILED jobs can be {verb}.")

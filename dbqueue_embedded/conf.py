@@ -34,6 +34,9 @@ class RuntimeOptions:
     concurrency: int | None = None
     # Seconds between two looks for ready jobs when nothing woke the runtime.
     poll_interval: float = 1.0
+    # Seconds that must pass between two jobs this process takes, which it
+    # then claims one at a time (django-db-queue's --rate_limit); 0: no limit.
+    min_job_interval: float = 0.0
     # Seconds running jobs get to finish on a graceful stop before they are
     # released back to the queue.
     shutdown_timeout: float = 10.0
@@ -125,6 +128,7 @@ def _seconds_or_none(value: Any) -> float | None:
 _VALIDATORS = {
     "concurrency": lambda value: _whole_number(value, minimum=1),
     "poll_interval": lambda value: _seconds(value, allow_zero=False),
+    "min_job_interval": lambda value: _seconds(value, allow_zero=True),
     "shutdown_timeout": lambda value: _seconds(value, allow_zero=True),
     "heartbeat_interval": lambda value: _seconds(value, allow_zero=False),
     "process_dead_after": lambda value: _seconds(value, allow_zero=False),

@@ -45,6 +45,14 @@ class JobDiscarded(Exception):
     enqueued (``on_conflict="discard"``)."""
 
 
+class InvalidJob(ValueError):
+    """A named job that cannot be created as given: nothing was created."""
+
+
+class CreationHookFailed(Exception):
+    """A named job's creation hook raised: nothing was created."""
+
+
 def class_path(cls: type) -> str:
     """The dotted path under which errors of ``cls`` are recorded on jobs."""
     return f"{cls.__module__}.{cls.__qualname__}"

@@ -6,8 +6,9 @@ through :mod:`dbqueue_embedded.store`; nothing else writes job rows.
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
-from django.db import models
+from django.db import NotSupportedError, models
 from django.db.models import Value
 from django.db.models.functions import Now
 from django.tasks import TaskResultStatus
@@ -70,6 +71,11 @@ class Job(models.Model):
     )
     concurrency_limit = models.PositiveIntegerField(default=0, db_default=0)
     concurrency_lease = models.DurationField(null=True, blank=True)
+    # A named multi-step job (see dbqueue_embedded.named_jobs): its name in
+    # settings.JOBS, and the workspace its steps share. task_path is then the
+    # step to run next. "" and None for a task's job.
+    name = models.CharField(max_length=100, blank=True, default="", db_default="")
+    workspace = models.JSONField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -176,6 +182,10 @@ class WorkerProcess(models.Model):
     # The state of each of the runtime's loops at the last heartbeat:
     # {name: {"state", "restarts", "last_error"}}.
     loops = models.JSONField(default=dict, db_default=Value({}, models.JSONField()))
+    # When the process began a graceful stop: the jobs it still runs are
+    # shown as STOPPING (see NamedJob), and go back to the queue unless they
+    # finish in time.
+    stopping_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "worker processes"
@@ -279,3 +289,110 @@ class ConcurrencyLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} slot {self.slot}: {self.job_id}"
+
+
+def _named_job_state() -> models.Case:
+    """A named job's state, as django-db-queue names it, from the job's row."""
+    stopping = models.Exists(
+        WorkerProcess.objects.filter(
+            id=models.OuterRef("claimed_by"), stopping_since__isnull=False
+        )
+    )
+    running = TaskResultStatus.RUNNING
+    return models.Case(
+        models.When(stopping, status=running, then=Value("STOPPING")),
+        models.When(status=running, then=Value("PROCESSING")),
+        models.When(status=TaskResultStatus.SUCCESSFUL, then=Value("COMPLETED")),
+        models.When(status=TaskResultStatus.FAILED, then=Value("FAILED")),
+        # Waiting (READY or BLOCKED): NEW until its first step has started.
+        models.When(started_at__isnull=True, then=Value("NEW")),
+        default=Value("READY"),
+        output_field=models.CharField(),
+    )
+
+
+class NamedJobQuerySet(models.QuerySet):
+    def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> list["NamedJob"]:
+        """Create the jobs as ``create_jobs()`` does: creation hooks included,
+        in one INSERT; one that cannot be created means none is."""
+        from .named_jobs import create_jobs
+
+        if args or kwargs:
+            raise TypeError(
+                "NamedJob.objects.bulk_create() takes only the jobs: they are "
+                "inserted through the queue, all at once."
+            )
+        return create_jobs(objs)
+
+
+class NamedJobManager(models.Manager.from_queryset(NamedJobQuerySet)):
+    def get_queryset(self) -> NamedJobQuerySet:
+        return (
+            super().get_queryset().exclude(name="").annotate(state=_named_job_state())
+        )
+
+
+class NamedJob(Job):
+    """A named multi-step job of ``settings.JOBS``: django-db-queue's ``Job``.
+
+    Created with ``NamedJob.objects.create(name=..., workspace=...)`` (or
+    ``dbqueue_embedded.named_jobs.create_job``); from then on only the queue
+    changes it. Each instance carries ``state`` (see ``STATES``), and
+    ``next_task``: the step to run next ("" once the job completed; the step
+    that failed, for a failed job).
+    """
+
+    class STATES(models.TextChoices):
+        NEW = "NEW"
+        READY = "READY"
+        PROCESSING = "PROCESSING"
+        # Its process was asked to stop while a step ran: the step finishes,
+        # or goes back to the queue to run again.
+        STOPPING = "STOPPING"
+        COMPLETED = "COMPLETED"
+        FAILED = "FAILED"
+
+    objects = NamedJobManager()
+
+    # Set from the row by the manager's queries (and by the queue itself).
+    state: str
+
+    class Meta:
+        proxy = True
+        ordering = ["-priority", "enqueued_at"]
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Create the job (see ``create_jobs()``); an existing job cannot be saved."""
+        from .named_jobs import create_jobs
+
+        if not self._state.adding:
+            raise NotSupportedError(
+                f"Job {self.id} exists: only the queue changes a job once it is "
+                "created. Steps and hooks change job.workspace, which the queue "
+                "saves after each step."
+            )
+        create_jobs([self])
+
+    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
+        super().refresh_from_db(*args, **kwargs)
+        self.state = (
+            type(self)
+            .objects.using(self._state.db)
+            .values_list("state", flat=True)
+            .get(pk=self.pk)
+        )
+
+    @property
+    def next_task(self) -> str:
+        return "" if self.status == TaskResultStatus.SUCCESSFUL else self.task_path
+
+    @staticmethod
+    def get_queue_depths(
+        *, exclude_future_jobs: bool = False, backend: str = "default"
+    ) -> dict[str, int]:
+        """See ``dbqueue_embedded.named_jobs.get_queue_depths``."""
+        from .named_jobs import get_queue_depths
+
+        return get_queue_depths(
+            exclude_future_jobs=exclude_future_jobs, backend=backend
+        )

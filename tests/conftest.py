@@ -1,6 +1,7 @@
 """Shared fixtures. Every test runs on the database DBQUEUE_TEST_DATABASE names."""
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -186,10 +187,18 @@ class Subprocess:
 
 
 class WorkerSubprocess(Subprocess):
-    """``manage.py dbqueue_worker`` running as a separate process."""
+    """A worker command (``dbqueue_worker`` unless told) as a separate process."""
 
-    def __init__(self, *arguments: str) -> None:
-        super().__init__([sys.executable, "-m", "django", "dbqueue_worker", *arguments])
+    def __init__(
+        self,
+        *arguments: str,
+        command: str = "dbqueue_worker",
+        env_options: dict[str, object] | None = None,
+        **env: str,
+    ) -> None:
+        if env_options:  # read by tests/settings.py into the backend's OPTIONS
+            env["DBQUEUE_TEST_OPTIONS"] = json.dumps(env_options)
+        super().__init__([sys.executable, "-m", "django", command, *arguments], **env)
 
 
 TEST_DATABASE = os.environ.get("DBQUEUE_TEST_DATABASE", "sqlite")

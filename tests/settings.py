@@ -5,6 +5,7 @@ DBQUEUE_DB_NAME overrides the database name; the tests set it for worker
 subprocesses so that they open the test database.
 """
 
+import json
 import os
 import tempfile
 
@@ -46,16 +47,33 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "dbqueue_embedded",
+    "dbqueue_embedded.contrib.django_db_queue",
     "tests.testapp",
 ]
 TASKS = {
     "default": {
         "BACKEND": "dbqueue_embedded.backend.DatabaseBackend",
         "QUEUES": [],
-        "OPTIONS": {"poll_interval": 0.05},
+        # DBQUEUE_TEST_OPTIONS: more OPTIONS, as JSON, for worker subprocesses.
+        "OPTIONS": {
+            "poll_interval": 0.05,
+            **json.loads(os.environ.get("DBQUEUE_TEST_OPTIONS", "{}")),
+        },
     }
 }
 SECRET_KEY = "not-secret"
 USE_TZ = True
 TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+_STEPS = "tests.testapp.jobs"
+JOBS = {
+    "three_steps": {
+        "tasks": [f"{_STEPS}.step_one", f"{_STEPS}.step_two", f"{_STEPS}.step_three"],
+        "creation_hook": f"{_STEPS}.on_create",
+        "pre_task_hook": f"{_STEPS}.before_step",
+        "post_task_hook": f"{_STEPS}.after_step",
+        "failure_hook": f"{_STEPS}.on_failure",
+    },
+    "one_step": {"tasks": [f"{_STEPS}.step_one"]},
+}

@@ -5,6 +5,7 @@ database, enqueues from an HTTP request and watches the job through the
 table: no separate worker process runs.
 """
 
+import html
 import http.cookiejar
 import signal
 import socket
@@ -218,3 +219,14 @@ def test_management_commands_do_not_start_the_queue(command, tmp_path):
     assert result.returncode == 0, result.stderr
     assert not WorkerProcess.objects.exists()
     assert "dbqueue" not in result.stdout
+
+
+def test_the_example_s_three_step_job_shows_its_workspace_on_the_jobs_page(servers):
+    server = servers("uvicorn")
+    job = server.enqueue("catalogue")
+    wait_for(lambda: status_of(job) == TaskResultStatus.SUCCESSFUL, timeout=30)
+    assert len(job.worker_ids) == 3  # one claim per step
+    assert job.workspace["steps_done"] == 3
+    page = server.opener.open(server.url, timeout=10).read().decode()
+    assert "import_catalogue" in page
+    assert html.escape(f"'published_at': '{job.workspace['published_at']}'") in page

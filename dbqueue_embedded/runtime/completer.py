@@ -45,6 +45,9 @@ class Completer:
         self._pending: list[tuple[Outcome, OnWritten]] = []
         self._closing = False
         self._closed = False
+        # Outcomes submitted and not yet written (or refused).
+        self._unwritten = 0
+        self._unwritten_lock = threading.Lock()
         self._abandoned = threading.Event()
 
     def submit(self, outcome: Outcome, on_written: OnWritten) -> None:
@@ -56,8 +59,15 @@ class Completer:
         """
         if self._closed:
             on_written(False)
-        else:
-            self._queue.put((outcome, on_written))
+            return
+        with self._unwritten_lock:
+            self._unwritten += 1
+        self._queue.put((outcome, on_written))
+
+    @property
+    def writing(self) -> bool:
+        """Whether submitted outcomes wait to be written."""
+        return self._unwritten > 0
 
     def run(self) -> None:
         """Write outcomes as they come until closed (blocking; own thread)."""
@@ -97,7 +107,9 @@ class Completer:
             for item in written:
                 outcome, on_written = item
                 if id(item) not in waiting:
-                    _tell(on_written, id(item) in kept and outcome.job_id in accepted)
+                    self._tell(
+                        on_written, id(item) in kept and outcome.job_id in accepted
+                    )
         self._refuse(pending)
 
     def _take_queued(self, pending: list[tuple[Outcome, OnWritten]]) -> bool:
@@ -112,6 +124,14 @@ class Completer:
             pending.append(item)
         return False
 
+    def _tell(self, on_written: OnWritten, accepted: bool) -> None:
+        try:
+            on_written(accepted)
+        except Exception:
+            logger.exception("Handing on a written job outcome failed.")
+        with self._unwritten_lock:
+            self._unwritten -= 1
+
     def close(self) -> None:
         """Refuse new outcomes; run() returns once the queued ones are written."""
         self._closed = True
@@ -123,7 +143,7 @@ class Completer:
 
     def _refuse(self, pending: list[tuple[Outcome, OnWritten]]) -> None:
         for _, on_written in pending:
-            _tell(on_written, False)
+            self._tell(on_written, False)
         pending.clear()
         while True:  # outcomes submitted while closing
             try:
@@ -131,14 +151,7 @@ class Completer:
             except queue.Empty:
                 return
             if item is not _CLOSE:
-                _tell(item[1], False)
-
-
-def _tell(on_written: OnWritten, accepted: bool) -> None:
-    try:
-        on_written(accepted)
-    except Exception:
-        logger.exception("Handing on a written job outcome failed.")
+                self._tell(item[1], False)
 
 
 def _one_per_job(

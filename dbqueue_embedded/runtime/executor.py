@@ -31,6 +31,7 @@ from django.utils import timezone
 from .. import payloads
 from ..context import JobContext, StopRequest
 from ..exceptions import JobCancelled, JobTimeout, UnknownTask
+from ..named_jobs.steps import run_step
 from ..results import import_task, result_of_job
 from ..store import ClaimedJob, Outcome
 from ..task import QueueTask
@@ -155,6 +156,9 @@ class JobExecutor:
             self._submit_outcome(failure_outcome(job, None, exc), _log_if_lost(job))
             on_done(job)
             return None
+        if job.name:
+            self._start_step(job, on_done)
+            return None
         task = self._tasks.get(job.task_path)
         if task is None:
             return loop.create_task(self._import_and_start(job, on_done))
@@ -182,6 +186,26 @@ class JobExecutor:
 
         self._job_threads.submit(_with_fresh_connections, run_in_thread)
         return None
+
+    def _start_step(
+        self, job: ClaimedJob, on_done: Callable[[ClaimedJob], None]
+    ) -> None:
+        """Run one step of a named job in a job thread (see named_jobs.steps)."""
+
+        def run_in_thread() -> None:
+            try:
+                outcome = run_step(
+                    job, unknown_task_releases=self._unknown_task_releases
+                )
+            except Exception as exc:
+                logger.exception("Runtime error while running job %s.", job.id)
+                outcome = failure_outcome(job, None, exc)
+            try:
+                self._submit_outcome(outcome, _log_if_lost(job))
+            finally:
+                on_done(job)
+
+        self._job_threads.submit(_with_fresh_connections, run_in_thread)
 
     def request_cancel(self, job_id: uuid.UUID) -> None:
         """Pass a cancel request on to the job's running attempts (loop thread)."""

@@ -48,6 +48,7 @@ from ..conf import (
     process_dead_after,
     validate_option,
 )
+from ..named_jobs.config import job_definitions
 from ..store import concurrency, processes, recovery, retention
 from ..store import recurring as recurring_ticks
 from ..wakeups.listener import Listener
@@ -89,6 +90,7 @@ class Runtime:
         backend = queue_backend(backend_alias)
         if backend.option_errors:
             raise ImproperlyConfigured(" ".join(backend.option_errors))
+        job_definitions()  # a runtime does not start with broken JOBS
         try:
             overrides = {
                 name: validate_option(name, value)
@@ -239,8 +241,10 @@ class Runtime:
             worker_id=self.worker_id,
             concurrency=self.options.concurrency,
             poll_interval=self.options.poll_interval,
+            min_job_interval=self.options.min_job_interval,
             web_activity=web_requests,
             exit_when_empty=self._exit_when_empty,
+            writing_outcomes=lambda: completer.writing,
         )
         try:
             if not await self._register():
@@ -602,6 +606,15 @@ class Runtime:
 
     async def _release_unfinished(self, worker: Worker, completer: Completer) -> None:
         timeout = self.options.shutdown_timeout
+        if worker.running_jobs:
+            try:
+                await self._run_store(
+                    processes.mark_stopping, process_id=self.worker_id
+                )
+            except Exception:  # only shown to people: never delay the stop
+                logger.exception(
+                    "Could not record that runtime %s is stopping.", self.worker_id
+                )
         waits = [
             asyncio.create_task(worker.wait_until_idle()),
             asyncio.create_task(self._release_now.wait()),

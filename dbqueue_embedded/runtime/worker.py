@@ -41,7 +41,9 @@ class Worker:
         concurrency: int,
         poll_interval: float,
         web_activity: WebActivity,
+        min_job_interval: float = 0.0,
         exit_when_empty: bool = False,
+        writing_outcomes: Callable[[], bool] = lambda: False,
     ) -> None:
         self._run_store = run_store
         self._executor = executor
@@ -50,7 +52,11 @@ class Worker:
         self._worker_id = worker_id
         self._concurrency = concurrency
         self._poll_interval = poll_interval
+        self._min_job_interval = min_job_interval
+        # Loop time of the last claim that got a job (see min_job_interval).
+        self._last_job_claimed = -min_job_interval
         self._exit_when_empty = exit_when_empty
+        self._writing_outcomes = writing_outcomes
         self._web_activity = web_activity
         self._loop = asyncio.get_running_loop()
         self._lock = threading.Lock()
@@ -98,11 +104,19 @@ class Worker:
                 await self._slots_freed.wait()
                 continue
             await self._web_activity.quiet()
+            if self._min_job_interval:
+                await self._wait_for_job_interval()
+                if not self._claiming:
+                    break
             self._woken.clear()
-            limit = min(free, batch)
+            limit = 1 if self._min_job_interval else min(free, batch)
             # Polls keep a fixed rate: the next is due an interval after this
             # one started, however long it and the jobs' start took.
             polled_at = self._loop.time()
+            # Burst mode ends on an empty claim made once every job was over:
+            # an outcome still being written may make its job ready again (a
+            # retry, a named job's next step).
+            settled = self._idle.is_set() and not self._writing_outcomes()
             try:
                 jobs = await self._run_store(
                     store.claim_batch,
@@ -117,17 +131,33 @@ class Worker:
                 await self._sleep(delay)
                 continue
             backoff.reset()
+            if jobs:
+                self._last_job_claimed = polled_at
             for job in jobs:
                 self._start(job)
             busy = len(jobs) == limit
             if busy:
                 continue  # more may be ready
             if self._exit_when_empty and not jobs:
-                if self._idle.is_set():
+                if settled:
                     return
-                await self._idle.wait()
+                if self._idle.is_set():
+                    await asyncio.sleep(0.01)  # for the outcomes to be written
+                else:
+                    await self._idle.wait()
                 continue
             await self._sleep(polled_at + self._poll_interval - self._loop.time())
+
+    async def _wait_for_job_interval(self) -> None:
+        """Wait until min_job_interval has passed since a job was last claimed.
+
+        Only claims that got a job count: looking and finding none does not
+        delay the next job.
+        """
+        due = self._last_job_claimed + self._min_job_interval
+        while self._claiming and (wait := due - self._loop.time()) > 0:
+            self._woken.clear()  # enqueues cannot shorten this wait; a stop can
+            await self._sleep(wait)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, unless woken first."""

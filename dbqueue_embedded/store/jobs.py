@@ -51,6 +51,8 @@ _NEW_JOB = (
     "concurrency_limit",
     "concurrency_lease",
     "finished_at",
+    "name",
+    "workspace",
 )
 _INSERT = "INSERT INTO {table} ({columns}) VALUES ({placeholders})"
 # A unique job goes in unless a job with its key waits (or runs) already.
@@ -76,6 +78,8 @@ _OUTCOME = (
     ("return_value", "jsonb"),
     ("errors", "json"),
     ("available_at", "timestamptz"),
+    ("task_path", "text"),
+    ("workspace", "jsonb"),
 )
 
 
@@ -158,6 +162,8 @@ def _row(job: NewJob, status: str = "READY", errors: str = "[]") -> tuple:
         job.concurrency_limit,
         job.concurrency_lease,
         timezone.now() if status == TaskResultStatus.FAILED else None,
+        job.name,
+        None if job.workspace is None else _encode_json(job.workspace),
     )
 
 
@@ -295,7 +301,7 @@ def claim_statement(
             f"{table}.id, queue_name, task_path, priority, available_at, enqueued_at, "
             f"run_after, started_at, last_attempted_at, {sql.CLAIMED_PAYLOAD}, "
             # The column itself: SQLite's RETURNING got "IS NOT NULL" wrong.
-            "cancel_requested_at"
+            "cancel_requested_at, name"
         ),
     )
     return statement, selector_params
@@ -324,6 +330,8 @@ def finish_claims(outcomes: Sequence[Outcome], *, using: str) -> set[uuid.UUID]:
             "return_value": outcome.return_value_json,
             "errors": [_error_value(error) for error in outcome.errors],
             "available_at": sql.encode_datetime(outcome.available_at),
+            "task_path": outcome.task_path,
+            "workspace": outcome.workspace_json,
         }
         for outcome in outcomes
     ]
@@ -334,6 +342,8 @@ def finish_claims(outcomes: Sequence[Outcome], *, using: str) -> set[uuid.UUID]:
             return_value = outcome.return_value,
             errors = outcome.errors,
             available_at = COALESCE(outcome.available_at, {table}.available_at),
+            task_path = COALESCE(outcome.task_path, {table}.task_path),
+            workspace = COALESCE(outcome.workspace, {table}.workspace),
             claim_token = NULL,
             claimed_by = ''
         FROM {sql.rows("outcome", _OUTCOME)}
@@ -394,7 +404,7 @@ def _selector_filter(selector: QueueSelector) -> tuple[str, dict[str, Any]]:
 def _read_claimed(
     sql: ModuleType, row: Sequence[Any], token: uuid.UUID, backend: str
 ) -> ClaimedJob:
-    args, kwargs, errors, worker_ids = json.loads(row[9])
+    args, kwargs, errors, worker_ids, workspace = json.loads(row[9])
     return ClaimedJob(
         id=sql.read_uuid(row[0]),
         claim_token=token,
@@ -412,6 +422,8 @@ def _read_claimed(
         errors=[TaskError(**error) for error in errors],
         worker_ids=worker_ids,
         cancel_requested=row[10] is not None,
+        name=row[11],
+        workspace=workspace,
     )
 
 

@@ -30,7 +30,7 @@ CLAIM = """
 APPEND_WORKER_ID = "worker_ids || jsonb_build_array(%(worker_id)s::varchar)"
 
 # The JSON columns of a claimed row, fetched as one document.
-CLAIMED_PAYLOAD = "jsonb_build_array(args, kwargs, errors, worker_ids)"
+CLAIMED_PAYLOAD = "jsonb_build_array(args, kwargs, errors, worker_ids, workspace)"
 
 
 def insert_rows(

@@ -35,6 +35,7 @@ def register_process(
             "connection_budget": connection_budget,
             "dead_after": dead_after,
             "last_heartbeat_at": Now(),
+            "stopping_since": None,
         },
     )
 
@@ -49,6 +50,13 @@ def record_heartbeat(*, using: str, process_id: str, loops: dict[str, Any]) -> b
         WorkerProcess.objects.using(using)
         .filter(id=process_id)
         .update(last_heartbeat_at=Now(), loops=loops)
+    )
+
+
+def mark_stopping(*, using: str, process_id: str) -> None:
+    """Record that the process began a graceful stop (its jobs show as STOPPING)."""
+    WorkerProcess.objects.using(using).filter(id=process_id).update(
+        stopping_since=Now()
     )
 
 

@@ -31,6 +31,10 @@ class NewJob:
     concurrency_limit: int = 0
     concurrency_lease: timedelta | None = None
     discard_on_conflict: bool = False
+    # A named multi-step job: its name in settings.JOBS and its workspace
+    # (task_path is then its first step).
+    name: str = ""
+    workspace: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,10 @@ class ClaimedJob:
     worker_ids: list[str]
     # Someone asked for the job to be cancelled before this claim.
     cancel_requested: bool = False
+    # A named multi-step job: its name and workspace (task_path is the step
+    # to run). "" and None for a task's job.
+    name: str = ""
+    workspace: dict[str, Any] | None = None
 
     @property
     def claim(self) -> tuple[uuid.UUID, uuid.UUID]:
@@ -76,6 +84,10 @@ class Outcome:
     errors: list[TaskError]
     # For a released job: when it may be claimed again (None: at once).
     available_at: datetime | None = None
+    # For a named job: the step to run next (None: unchanged) and the
+    # encoded JSON of its workspace after this step (None: unchanged).
+    task_path: str | None = None
+    workspace_json: str | None = None
 
     @property
     def claim(self) -> tuple[uuid.UUID, uuid.UUID]:

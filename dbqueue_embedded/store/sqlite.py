@@ -34,7 +34,10 @@ APPEND_WORKER_ID = "json_insert(worker_ids, '$[#]', %(worker_id)s)"
 RUNTIME_BUSY_TIMEOUT_MS = 20_000
 
 # The JSON columns of a claimed row, fetched as one document.
-CLAIMED_PAYLOAD = "json_array(json(args), json(kwargs), json(errors), json(worker_ids))"
+CLAIMED_PAYLOAD = (
+    "json_array(json(args), json(kwargs), json(errors), json(worker_ids), "
+    "json(workspace))"
+)
 
 
 def insert_rows(

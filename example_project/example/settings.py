@@ -54,6 +54,19 @@ TASKS = {
     }
 }
 
+# A named multi-step job, django-db-queue style (see shop/jobs.py).
+JOBS = {
+    "import_catalogue": {
+        "tasks": [
+            "shop.jobs.download_catalogue",
+            "shop.jobs.validate_rows",
+            "shop.jobs.publish_products",
+        ],
+        "creation_hook": "shop.jobs.note_supplier",
+        "post_task_hook": "shop.jobs.note_step",
+    },
+}
+
 # Show the queue's own log lines (start, stop, failures) on the console.
 LOGGING = {
     "version": 1,

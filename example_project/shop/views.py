@@ -5,6 +5,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from dbqueue_embedded.models import Job
+from dbqueue_embedded.named_jobs import create_job
 
 from . import tasks
 
@@ -13,6 +14,7 @@ ENQUEUE = {
     "slow": lambda: tasks.build_sales_report.enqueue(5),
     "failing": lambda: tasks.charge_card.enqueue(random.randint(1000, 9999)),
     "async": lambda: tasks.fetch_exchange_rate.enqueue("EUR"),
+    "catalogue": lambda: create_job("import_catalogue", workspace={"supplier": "ACME"}),
 }
 
 

@@ -11,7 +11,7 @@ from dbqueue_embedded.conf import validate_option
 from dbqueue_embedded.runtime.supervisor import Runtime
 
 
-def _option(name: str, convert: Callable[[str], Any]) -> Callable[[str], Any]:
+def runtime_option(name: str, convert: Callable[[str], Any]) -> Callable[[str], Any]:
     """An argparse type that accepts what OPTIONS[name] accepts."""
 
     def parse(text: str) -> Any:
@@ -38,7 +38,7 @@ class Command(BaseCommand):
             "-q",
             dest="queues",
             action="append",
-            type=_option("worker_queues", str),
+            type=runtime_option("worker_queues", str),
             metavar="SELECTOR",
             help=(
                 "Queue to take jobs from: a name, a prefix ending in '*' "
@@ -50,17 +50,25 @@ class Command(BaseCommand):
         parser.add_argument(
             "--concurrency",
             "-c",
-            type=_option("concurrency", int),
+            type=runtime_option("concurrency", int),
             help="Jobs to run at once (default: OPTIONS['concurrency'], 32).",
         )
         parser.add_argument(
             "--poll-interval",
-            type=_option("poll_interval", float),
+            type=runtime_option("poll_interval", float),
             help="Seconds between looks for ready jobs (default: OPTIONS, 1).",
         )
         parser.add_argument(
+            "--min-job-interval",
+            type=runtime_option("min_job_interval", float),
+            help=(
+                "Seconds between two jobs this worker takes, one at a time "
+                "(default: OPTIONS, 0: no limit)."
+            ),
+        )
+        parser.add_argument(
             "--shutdown-timeout",
-            type=_option("shutdown_timeout", float),
+            type=runtime_option("shutdown_timeout", float),
             help="Seconds running jobs get to finish when stopping (default: 10).",
         )
         parser.add_argument(
@@ -76,21 +84,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         self._configure_logging(options["verbosity"])
-        overrides: dict[str, Any] = {
-            name: options[name]
-            for name in ("concurrency", "poll_interval", "shutdown_timeout")
-            if options[name] is not None
-        }
-        if options["queues"]:
-            # Each --queue was parsed alone; together they keep their order.
-            overrides["worker_queues"] = tuple(
-                dict.fromkeys(sum(options["queues"], ()))
-            )
         runtime = Runtime(
             options["backend"],
             mode="standalone",
             exit_when_empty=options["burst"],
-            **overrides,
+            **self.option_overrides(options),
         )
         signals_received = 0
 
@@ -110,6 +108,25 @@ class Command(BaseCommand):
         # Wake up regularly so signal handlers run promptly in this thread.
         while not runtime.wait(timeout=0.5):
             pass
+
+    def option_overrides(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The runtime options the command line sets."""
+        overrides: dict[str, Any] = {
+            name: options[name]
+            for name in (
+                "concurrency",
+                "poll_interval",
+                "min_job_interval",
+                "shutdown_timeout",
+            )
+            if options[name] is not None
+        }
+        if options["queues"]:
+            # Each --queue was parsed alone; together they keep their order.
+            overrides["worker_queues"] = tuple(
+                dict.fromkeys(sum(options["queues"], ()))
+            )
+        return overrides
 
     def _configure_logging(self, verbosity: int) -> None:
         """Show the runtime's logs on stderr unless LOGGING already routes them."""
