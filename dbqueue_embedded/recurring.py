@@ -36,6 +36,7 @@ from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
 from django.utils import timezone
 
 from . import payloads
+from .task import is_priority
 
 MISSED_POLICIES = ("skip", "run_once")
 _FIELDS = {
@@ -124,11 +125,7 @@ def parse_schedule(key: Any, value: Any, *, static: bool = True) -> RecurringSch
     if queue_name is not None and (not isinstance(queue_name, str) or not queue_name):
         raise ValueError(f"{where}: 'queue_name' must be a non-empty string.")
     priority = value.get("priority")
-    if priority is not None and (
-        isinstance(priority, bool)
-        or not isinstance(priority, int)
-        or not TASK_MIN_PRIORITY <= priority <= TASK_MAX_PRIORITY
-    ):
+    if priority is not None and not is_priority(priority):
         raise ValueError(
             f"{where}: 'priority' must be a whole number from {TASK_MIN_PRIORITY} "
             f"to {TASK_MAX_PRIORITY}."

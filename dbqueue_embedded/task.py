@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from django.tasks import Task
+from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
 from django.tasks.exceptions import InvalidTask
 
 
@@ -88,6 +89,16 @@ class QueueTask(Task):
 
 # The longest key the job table stores.
 KEY_MAX_LENGTH = 255
+
+
+def is_priority(value: object) -> bool:
+    """Whether ``value`` is a priority Django accepts: a whole number (not a
+    bool) from TASK_MIN_PRIORITY to TASK_MAX_PRIORITY."""
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and TASK_MIN_PRIORITY <= value <= TASK_MAX_PRIORITY
+    )
 
 
 def format_key(

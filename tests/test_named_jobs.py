@@ -74,12 +74,14 @@ def test_each_step_is_one_claim_with_the_hooks_around_it(run_worker):
 
 
 def test_between_steps_the_job_is_ready_at_its_next_step(background_worker):
-    job = create_job("three_steps", workspace={"sleep": 1})
-    background_worker()
+    job = create_job("three_steps", workspace={"start": 4, "sleep": 1})
+    # A second between two claims: long enough to see the job wait.
+    background_worker(min_job_interval=1)
+    between = wait_for(lambda: (found := job_named(job)).state == "READY" and found)
+    assert between.next_task == f"{STEPS}.step_two"
+    assert between.workspace["total"] == 5  # step one's change, saved
     wait_for(lambda: job_named(job).state == "PROCESSING")
     wait_for(lambda: job_named(job).state == "COMPLETED", timeout=20)
-    # A second job queued behind it may run between its steps: steps are
-    # separate claims, at the job's own priority.
     assert steps_run(job) == ["step_one", "step_two", "step_three"]
 
 

@@ -25,6 +25,7 @@ from .. import payloads, store, wakeups
 from ..conf import QUEUE_NAME_MAX_LENGTH
 from ..exceptions import CreationHookFailed, InvalidJob
 from ..models import BLOCKED, Job, NamedJob
+from ..task import is_priority
 from .config import function, job_definitions
 
 __all__ = ["NamedJob", "create_job", "create_jobs", "get_queue_depths"]
@@ -168,15 +169,10 @@ def _check(job: NamedJob, queues: set[str]) -> None:
         raise InvalidJob(
             f"{where}: queue {job.queue_name!r} is not one of the backend's QUEUES."
         )
-    priority = job.priority
-    if (
-        isinstance(priority, bool)
-        or not isinstance(priority, int)
-        or not TASK_MIN_PRIORITY <= priority <= TASK_MAX_PRIORITY
-    ):
+    if not is_priority(job.priority):
         raise InvalidJob(
             f"{where}: priority must be a whole number between {TASK_MIN_PRIORITY} "
-            f"and {TASK_MAX_PRIORITY}, not {priority!r}."
+            f"and {TASK_MAX_PRIORITY}, not {job.priority!r}."
         )
     run_after = job.run_after
     if run_after is not None and (

@@ -23,7 +23,7 @@ from ..exceptions import UnknownTask
 from ..models import NamedJob
 from ..results import task_error
 from ..runtime.outcomes import unknown_task_outcome
-from ..store import ClaimedJob, Outcome
+from ..store import ClaimedJob, Outcome, error_value
 from .config import function, job_definition
 
 logger = logging.getLogger(__name__)
@@ -100,10 +100,7 @@ def _as_named_job(job: ClaimedJob) -> NamedJob:
         started_at=job.started_at,
         last_attempted_at=job.last_attempted_at,
         status=TaskResultStatus.RUNNING,
-        errors=[
-            {"exception_class_path": e.exception_class_path, "traceback": e.traceback}
-            for e in job.errors
-        ],
+        errors=list(map(error_value, job.errors)),
         worker_ids=job.worker_ids,
         claim_token=job.claim_token,
     )

@@ -189,7 +189,7 @@ def _insert_special(
                 f"{job.concurrency_limit} when the job was enqueued."
             )
             status = TaskResultStatus.FAILED
-            errors = _encode_json([_error_value(task_error(error))])
+            errors = _encode_json([error_value(task_error(error))])
         else:
             status = BLOCKED
     row = _row(job, status, errors)
@@ -328,7 +328,7 @@ def finish_claims(outcomes: Sequence[Outcome], *, using: str) -> set[uuid.UUID]:
             "status": outcome.status,
             "finished_at": sql.encode_datetime(outcome.finished_at),
             "return_value": outcome.return_value_json,
-            "errors": [_error_value(error) for error in outcome.errors],
+            "errors": [error_value(error) for error in outcome.errors],
             "available_at": sql.encode_datetime(outcome.available_at),
             "task_path": outcome.task_path,
             "workspace": outcome.workspace_json,
@@ -381,7 +381,8 @@ def _encode_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _error_value(error: TaskError) -> dict[str, str]:
+def error_value(error: TaskError) -> dict[str, str]:
+    """An error as the job's ``errors`` column stores it."""
     return {
         "exception_class_path": error.exception_class_path,
         "traceback": error.traceback,
@@ -449,7 +450,7 @@ def cancel_job(job_id: uuid.UUID, *, using: str) -> TaskResultStatus:
             changed = jobs.filter(id=job_id, **unchanged).update(
                 status=TaskResultStatus.FAILED,
                 finished_at=timezone.now(),
-                errors=[*errors, _error_value(error)],
+                errors=[*errors, error_value(error)],
             )
         elif status == TaskResultStatus.RUNNING:
             changed = jobs.filter(id=job_id, status=status).update(
