@@ -29,6 +29,13 @@ POSTGRES = (
 )
 
 
+DEMO_USER = (
+    "from django.contrib.auth.models import User; "
+    "User.objects.filter(username='admin').exists() "
+    "or User.objects.create_superuser('admin', password='admin')"
+)
+
+
 def install(session: nox.Session, *groups: str) -> None:
     session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, *groups))
 
@@ -58,7 +65,12 @@ def demo(session: nox.Session) -> None:
     install(session, "django61", "servers")
     session.chdir(ROOT / "example_project")
     session.run("python", "manage.py", "migrate", "--verbosity", "0")
-    session.log("The example shop runs at http://127.0.0.1:8000/ (Ctrl-C stops it).")
+    # A user for the admin and the queue's dashboard: admin / admin.
+    session.run("python", "manage.py", "shell", "--no-imports", "-c", DEMO_USER)
+    session.log("The example shop runs at http://127.0.0.1:8000/ (Ctrl-C stops it);")
+    session.log(
+        "its queue dashboard at /queue/ and the admin at /admin/ (admin/admin)."
+    )
     session.run(
         "uvicorn",
         "example.asgi:application",

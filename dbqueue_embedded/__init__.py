@@ -11,6 +11,7 @@ from .exceptions import (
     UnknownTask,
     WorkerLost,
 )
+from .results import Progress, QueueTaskResult
 from .task import QueueTask, task_options
 
 __all__ = [
@@ -21,7 +22,9 @@ __all__ = [
     "JobNotFailed",
     "JobQuarantined",
     "JobTimeout",
+    "Progress",
     "QueueTask",
+    "QueueTaskResult",
     "UnknownTask",
     "WorkerLost",
     "task_options",

@@ -8,6 +8,8 @@ class DBQueueEmbeddedConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from . import checks as queue_checks
         from .named_jobs.config import check_jobs
 
         checks.register(check_jobs)
+        queue_checks.register()

@@ -19,7 +19,7 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
 from . import payloads
-from .conf import DEFAULT_CONCURRENCY, QUEUE_NAME_MAX_LENGTH, parse_options
+from .conf import QUEUE_NAME_MAX_LENGTH, parse_options
 from .exceptions import UnknownTask
 from .results import build_result, import_task
 from .routers import QueueRouter
@@ -342,7 +342,8 @@ class DatabaseBackend(BaseTaskBackend):
 
     def _check_database(self) -> list[checks.CheckMessage]:
         from . import store
-        from .runtime.budget import connection_budget, pool_size
+        from .checks import least_process_budget
+        from .runtime.budget import pool_size
 
         connection = connections[self.database]
         try:
@@ -356,14 +357,7 @@ class DatabaseBackend(BaseTaskBackend):
                 )
             ]
         pool = pool_size(connection.settings_dict)
-        # The least a process running the queue needs: one web thread and
-        # the embedded default concurrency, unless OPTIONS set another.
-        needed = connection_budget(
-            concurrency=self.runtime_options.concurrency
-            or DEFAULT_CONCURRENCY["embedded"],
-            web_threads=1,
-            vendor=connection.vendor,
-        )
+        needed = least_process_budget(self, connection.vendor)
         if pool is not None and pool < needed.from_django:
             return [
                 checks.Error(
@@ -391,6 +385,15 @@ def queue_backend(alias: str) -> DatabaseBackend:
             "not dbqueue_embedded's DatabaseBackend."
         )
     return backend
+
+
+def queue_backends() -> list[str]:
+    """The aliases of the TASKS backends that are this queue's."""
+    return [
+        alias
+        for alias in settings.TASKS
+        if isinstance(task_backends[alias], DatabaseBackend)
+    ]
 
 
 def _job_id(result_id: str) -> uuid.UUID:

@@ -76,6 +76,12 @@ class Job(models.Model):
     # step to run next. "" and None for a task's job.
     name = models.CharField(max_length=100, blank=True, default="", db_default="")
     workspace = models.JSONField(null=True, blank=True)
+    # What the running attempt last reported through its context (see
+    # results.Progress.as_json): {"done", "total", "message", "updated_at"}.
+    # Cleared by each claim, so an attempt starts without progress; kept
+    # once the attempt ends. Nullable: processes of the previous release
+    # insert jobs without it during a rolling deploy.
+    progress = models.JSONField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -186,6 +192,9 @@ class WorkerProcess(models.Model):
     # shown as STOPPING (see NamedJob), and go back to the queue unless they
     # finish in time.
     stopping_since = models.DateTimeField(null=True, blank=True)
+    # What the process enqueued and ran since it started, written with each
+    # heartbeat for the metrics endpoint (see metrics.counters).
+    metrics = models.JSONField(default=dict, db_default=Value({}, models.JSONField()))
 
     class Meta:
         verbose_name_plural = "worker processes"

@@ -1,15 +1,86 @@
 """Turning stored jobs into Django's ``TaskResult`` objects."""
 
 import traceback
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from django.tasks import Task, TaskResult, TaskResultStatus
-from django.tasks.base import TaskError
+from django.tasks.base import TASK_REFRESH_ATTRS, TaskError
 from django.utils.module_loading import import_string
 
 from .exceptions import UnknownTask, class_path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Progress:
+    """How far a running task says it has come (see ``JobContext.report_progress``)."""
+
+    done: int
+    # None when the task does not know how much there is to do.
+    total: int | None
+    message: str
+    # When the task reported it.
+    updated_at: datetime
+
+    @property
+    def fraction(self) -> float | None:
+        """``done / total`` from 0.0 to 1.0, or None without a total.
+
+        Nothing to do (a total of 0) counts as all done.
+        """
+        if self.total is None:
+            return None
+        return self.done / self.total if self.total else 1.0
+
+    @property
+    def percent(self) -> int | None:
+        """The fraction as a whole percentage, rounded down: 100 only once
+        everything is done."""
+        fraction = self.fraction
+        return None if fraction is None else int(fraction * 100)
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON object, as the job's ``progress`` column stores it."""
+        return {
+            "done": self.done,
+            "total": self.total,
+            "message": self.message,
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> "Progress":
+        return cls(
+            done=value["done"],
+            total=value["total"],
+            message=value["message"],
+            updated_at=datetime.fromisoformat(value["updated_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueTaskResult(TaskResult):
+    """Django's ``TaskResult`` plus the job's latest ``progress`` (or None).
+
+    ``refresh()`` and ``arefresh()`` update the progress along with what
+    Django refreshes.
+    """
+
+    progress: Progress | None = None
+
+    def refresh(self) -> None:
+        """Reload the result, its progress included, from the database."""
+        self._refresh_from(self.task.get_backend().get_result(self.id))
+
+    async def arefresh(self) -> None:
+        """See refresh()."""
+        self._refresh_from(await self.task.get_backend().aget_result(self.id))
+
+    def _refresh_from(self, refreshed: TaskResult) -> None:
+        for attr in TASK_REFRESH_ATTRS:
+            object.__setattr__(self, attr, getattr(refreshed, attr))
+        object.__setattr__(self, "progress", getattr(refreshed, "progress", None))
 
 
 def task_error(exc: BaseException) -> TaskError:
@@ -82,8 +153,9 @@ def build_result(
     errors: list[TaskError] | None = None,
     worker_ids: list[str] | None = None,
     return_value: Any = None,
-) -> TaskResult:
-    result = TaskResult(
+    progress: Progress | None = None,
+) -> QueueTaskResult:
+    result = QueueTaskResult(
         task=task,
         id=str(id),
         status=TaskResultStatus(status),
@@ -96,6 +168,7 @@ def build_result(
         backend=backend,
         errors=list(errors or []),
         worker_ids=list(worker_ids or []),
+        progress=progress,
     )
     object.__setattr__(result, "_return_value", return_value)
     return result
@@ -109,7 +182,8 @@ def result_of_job(
     errors: list[TaskError],
     finished_at: datetime | None = None,
     return_value: Any = None,
-) -> TaskResult:
+    progress: Progress | None = None,
+) -> QueueTaskResult:
     """The TaskResult of a stored job: a ``Job`` row or a claimed job."""
     return build_result(
         task_as_enqueued(
@@ -131,10 +205,11 @@ def result_of_job(
         errors=errors,
         worker_ids=job.worker_ids,
         return_value=return_value,
+        progress=progress,
     )
 
 
-def result_from_job(job: Any) -> TaskResult:
+def result_from_job(job: Any) -> QueueTaskResult:
     """The TaskResult of a ``Job`` row (raises UnknownTask if it cannot import)."""
     from .models import BLOCKED
 
@@ -146,4 +221,5 @@ def result_from_job(job: Any) -> TaskResult:
         errors=[TaskError(**error) for error in job.errors],
         finished_at=job.finished_at,
         return_value=job.return_value,
+        progress=None if job.progress is None else Progress.from_json(job.progress),
     )

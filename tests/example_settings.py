@@ -17,4 +17,6 @@ TASKS["default"]["OPTIONS"] = {
     "shutdown_timeout": float(os.environ.get("DBQUEUE_SHUTDOWN_TIMEOUT", "10")),
 }
 DEBUG = False
+# The browser test watches the dashboard refresh.
+DBQUEUE_DASHBOARD_REFRESH = 0.5
 STATIC_ROOT = os.environ.get("STATIC_ROOT")

@@ -44,8 +44,11 @@ else:
     )
 
 INSTALLED_APPS = [
+    "django.contrib.admin",
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
     "dbqueue_embedded",
     "dbqueue_embedded.contrib.django_db_queue",
     "tests.testapp",
@@ -61,6 +64,29 @@ TASKS = {
         },
     }
 }
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+# The admin and the dashboard (tests/urls.py).
+ROOT_URLCONF = "tests.urls"
+# The tests run their jobs in dbqueue_worker and in runtimes they start.
+SILENCED_SYSTEM_CHECKS = ["dbqueue_embedded.W007"]
 SECRET_KEY = "not-secret"
 USE_TZ = True
 TIME_ZONE = "UTC"

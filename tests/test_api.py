@@ -1,6 +1,7 @@
-"""The django.tasks API surface: backend, validation, bad input, checks.
+"""The django.tasks API surface: backend, validation, bad input.
 
-Conformance section A of reference/notes/django_tasks.md.
+Conformance section A of reference/notes/django_tasks.md. The system checks
+are in test_checks.py.
 """
 
 import pickle
@@ -11,7 +12,7 @@ import django
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.exceptions import ImproperlyConfigured
-from django.db import NotSupportedError, connection
+from django.db import NotSupportedError
 from django.tasks import (
     Task,
     TaskResultStatus,
@@ -261,44 +262,6 @@ def test_enqueue_without_a_default_backend_is_invalid():
         task_backends["default"]
 
 
-def test_check_passes_when_configured():
-    assert default_task_backend.check() == []
-
-
-@override_settings(INSTALLED_APPS=["django.contrib.contenttypes"])
-def test_check_reports_the_app_missing_from_installed_apps():
-    backend = DatabaseBackend("default", {"BACKEND": BACKEND})
-    assert [message.id for message in backend.check()] == ["dbqueue_embedded.E001"]
-
-
-def test_check_reports_each_bad_option():
-    backend = DatabaseBackend(
-        "default",
-        {
-            "BACKEND": BACKEND,
-            "OPTIONS": {"concurrency": 0, "poll_interval": "fast", "speed": 11},
-        },
-    )
-    messages = backend.check()
-    assert [message.id for message in messages] == ["dbqueue_embedded.E002"] * 3
-    text = " ".join(message.msg for message in messages)
-    assert "'concurrency': must be a whole number of at least 1 (got 0)" in text
-    assert "'poll_interval': must be a number of seconds (got 'fast')" in text
-    assert "Unknown option 'speed'" in text
-
-
-def test_check_reports_worker_queues_missing_from_queues():
-    backend = DatabaseBackend(
-        "default",
-        {
-            "BACKEND": BACKEND,
-            "QUEUES": ["default"],
-            "OPTIONS": {"worker_queues": ["default", "emails", "reports-*"]},
-        },
-    )
-    assert [message.id for message in backend.check()] == ["dbqueue_embedded.E003"]
-
-
 def test_options_are_parsed_with_defaults():
     backend = DatabaseBackend(
         "default",
@@ -368,10 +331,3 @@ def test_the_connection_budget_counts_web_job_and_runtime_connections():
 )
 def test_the_pool_size_is_read_from_the_database_options(options, size):
     assert pool_size({"OPTIONS": options}) == size
-
-
-def test_check_reports_a_connection_pool_too_small_for_the_queue(monkeypatch):
-    monkeypatch.setitem(connection.settings_dict, "OPTIONS", {"pool": True})
-    [message] = default_task_backend.check()
-    assert message.id == "dbqueue_embedded.E005"
-    assert "holds 4 connections; a process running the queue may need 12" in message.msg

@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+from django.db import connections
 
 from dbqueue_embedded.contrib.asgi import EmbeddedQueue
 from dbqueue_embedded.models import WorkerProcess
@@ -63,6 +64,15 @@ def registered_processes() -> int:
     return WorkerProcess.objects.count()
 
 
+def registered_in_thread(count: int) -> bool:
+    """Wait for ``count`` processes from a worker thread, closing its
+    connection after: an open one would keep SQLite from switching modes."""
+    try:
+        return bool(wait_for(lambda: registered_processes() == count))
+    finally:
+        connections.close_all()
+
+
 def test_the_app_starts_before_the_queue_and_stops_after_it():
     inner = LifespanApp()
 
@@ -95,9 +105,7 @@ def test_an_app_without_lifespan_support_gets_a_queue_all_the_same():
     async def serve() -> bool:
         server = Server(EmbeddedQueue(django_style_app))
         assert await server.send("lifespan.startup") == "lifespan.startup.complete"
-        processes = await asyncio.to_thread(
-            wait_for, lambda: registered_processes() == 1
-        )
+        processes = await asyncio.to_thread(registered_in_thread, 1)
         assert await server.send("lifespan.shutdown") == "lifespan.shutdown.complete"
         await asyncio.wait_for(server.task, timeout=30)
         return processes

@@ -7,6 +7,7 @@ table: no separate worker process runs.
 
 import html
 import http.cookiejar
+import json
 import signal
 import socket
 import subprocess
@@ -230,3 +231,33 @@ def test_the_example_s_three_step_job_shows_its_workspace_on_the_jobs_page(serve
     page = server.opener.open(server.url, timeout=10).read().decode()
     assert "import_catalogue" in page
     assert html.escape(f"'published_at': '{job.workspace['published_at']}'") in page
+
+
+def test_the_example_s_export_shows_its_progress_while_it_runs(servers):
+    server = servers("uvicorn")
+    job = server.enqueue("export")  # 20 chunks of 0.25 s
+    page = server.opener.open(server.url, timeout=10).read().decode()
+    progress_url = f"/jobs/{job.id}/progress/"
+    assert f'data-progress-url="{progress_url}"' in page  # polled by the page
+
+    def polled() -> dict:
+        with server.opener.open(server.url + progress_url, timeout=10) as reply:
+            return json.load(reply)
+
+    midway = wait_for(
+        lambda: (
+            (progress := polled()["progress"])
+            and 0 < progress["done"] < progress["total"]
+            and progress
+        ),
+        timeout=20,
+    )
+    assert midway["total"] == 20
+    assert midway["message"].endswith("orders exported")
+    last = wait_for(
+        lambda: (reply := polled())["progress"]["done"] == 20 and reply, timeout=20
+    )
+    assert last["progress"]["percent"] == 100
+    wait_for(lambda: polled()["status"] == TaskResultStatus.SUCCESSFUL)
+    page = server.opener.open(server.url, timeout=10).read().decode()
+    assert f"20/20 {html.escape(last['progress']['message'])}" in page

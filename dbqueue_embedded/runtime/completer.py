@@ -7,6 +7,12 @@ comes from; at low load a batch is a single outcome, written at once.
 The completer has its own thread and database connection, so job threads hand
 it outcomes without going through the event loop, and finishing jobs never
 waits behind a claim.
+
+It also stores the progress running tasks report: the latest value of each
+claim, all claims in one UPDATE per round, before the outcomes of that round.
+A task's transaction never holds one of these writes, and an outcome that
+carries its attempt's last progress makes any update of the same claim
+pointless, so that update is dropped.
 """
 
 import logging
@@ -18,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import store
-from ..store import Outcome
+from ..store import Outcome, ProgressUpdate
 from .backoff import Backoff
 from .web_activity import WebActivity
 
@@ -27,6 +33,8 @@ logger = logging.getLogger(__name__)
 # Outcomes per statement; more wait for the next statement.
 MAX_BATCH = 500
 _CLOSE = object()
+# Queued when progress arrives with none waiting, to wake run().
+_PROGRESS = object()
 
 # Told, once an outcome is written, whether its claim was still held. Called
 # on the completer's thread: it must only hand the news on, quickly.
@@ -43,6 +51,9 @@ class Completer:
         # Taken from the queue, not yet written: kept here, not in run(), so
         # that a run() restarted after a crash carries on with them.
         self._pending: list[tuple[Outcome, OnWritten]] = []
+        # The latest progress update of each claim, not yet written.
+        self._progress: dict[tuple[uuid.UUID, uuid.UUID], ProgressUpdate] = {}
+        self._progress_lock = threading.Lock()
         self._closing = False
         self._closed = False
         # Outcomes submitted and not yet written (or refused).
@@ -64,6 +75,21 @@ class Completer:
             self._unwritten += 1
         self._queue.put((outcome, on_written))
 
+    def submit_progress(self, update: ProgressUpdate) -> None:
+        """Queue a running attempt's progress, from any thread.
+
+        It replaces an update of the same claim still waiting. Once the
+        completer has closed, updates are dropped: every attempt has its
+        outcome by then, which carries its last progress.
+        """
+        if self._closed:
+            return
+        with self._progress_lock:
+            wake = not self._progress
+            self._progress[update.claim] = update
+        if wake:
+            self._queue.put(_PROGRESS)
+
     @property
     def writing(self) -> bool:
         """Whether submitted outcomes wait to be written."""
@@ -79,21 +105,32 @@ class Completer:
                 if item is _CLOSE:
                     self._closing = True
                     continue
-                pending.append(item)
+                if item is not _PROGRESS:
+                    pending.append(item)
             self._web_activity.wait_until_quiet()
             self._closing = self._take_queued(pending) or self._closing
             batch, later = _one_per_job(pending[:MAX_BATCH])
+            progress = self._take_progress(pending)
             try:
-                accepted = self._write(
-                    store.finish_claims, outcomes=[outcome for outcome, _ in batch]
+                if progress:
+                    self._write(store.record_progress, updates=progress)
+                accepted = (
+                    self._write(
+                        store.finish_claims, outcomes=[outcome for outcome, _ in batch]
+                    )
+                    if batch
+                    else set()
                 )
             except Exception:
+                self._put_back_progress(progress)
                 if self._abandoned.is_set():
                     break
                 delay = backoff.next_delay()
                 logger.exception(
-                    "Could not record %d job outcome(s); retrying in %.1f s.",
+                    "Could not record %d job outcome(s) and %d progress update(s); "
+                    "retrying in %.1f s.",
                     len(batch),
+                    len(progress),
                     delay,
                 )
                 time.sleep(delay)
@@ -121,8 +158,27 @@ class Completer:
                 return False
             if item is _CLOSE:
                 return True
-            pending.append(item)
+            if item is not _PROGRESS:
+                pending.append(item)
         return False
+
+    def _take_progress(
+        self, pending: list[tuple[Outcome, OnWritten]]
+    ) -> list[ProgressUpdate]:
+        """The progress updates to write now: all but those of claims whose
+        pending outcome carries the last progress itself."""
+        carried = {
+            outcome.claim for outcome, _ in pending if outcome.progress_json is not None
+        }
+        with self._progress_lock:
+            updates, self._progress = self._progress, {}
+        return [update for claim, update in updates.items() if claim not in carried]
+
+    def _put_back_progress(self, updates: list[ProgressUpdate]) -> None:
+        """Keep updates that could not be written, unless newer ones came."""
+        with self._progress_lock:
+            for update in updates:
+                self._progress.setdefault(update.claim, update)
 
     def _tell(self, on_written: OnWritten, accepted: bool) -> None:
         try:

@@ -9,6 +9,13 @@ runtime running.
 from the runtime's signal thread once the outcome is durable, and only if the
 claim was still held when it was written: a receiver that reads the result
 sees what it was told. Slow receivers delay other signals, never jobs.
+
+Progress a task reports goes to the completer, which stores it fenced by the
+attempt's claim (see ``JobContext.report_progress``); the last value reported
+travels with the attempt's outcome.
+
+Each job's start and end is logged to ``dbqueue_embedded.jobs`` with its
+fields as extras (see ``_log_job``).
 """
 
 import asyncio
@@ -17,9 +24,11 @@ import functools
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import replace
 from inspect import iscoroutinefunction
 from typing import Any
 
@@ -29,17 +38,20 @@ from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
 from .. import payloads
-from ..context import JobContext, StopRequest
+from ..context import JobContext, ProgressReporter, StopRequest
 from ..exceptions import JobCancelled, JobTimeout, UnknownTask
+from ..metrics.counters import job_counters
 from ..named_jobs.steps import run_step
-from ..results import import_task, result_of_job
-from ..store import ClaimedJob, Outcome
+from ..results import Progress, import_task, result_of_job
+from ..store import ClaimedJob, Outcome, ProgressUpdate
 from ..task import QueueTask
 from .completer import OnWritten
 from .outcomes import failed_attempts, failure_outcome, unknown_task_outcome
 from .web_activity import WebActivity
 
 logger = logging.getLogger(__name__)
+# One record per event in a job's life; see _log_job.
+jobs_logger = logging.getLogger("dbqueue_embedded.jobs")
 
 
 class Attempt:
@@ -49,13 +61,17 @@ class Attempt:
     timeout; whichever comes second is discarded.
     """
 
-    def __init__(self, job: ClaimedJob, task: Task) -> None:
+    def __init__(self, job: ClaimedJob, task: Task, progress: ProgressReporter) -> None:
         self.job = job
         self.task = task
         self.result = result_of_job(
             task, job, status=TaskResultStatus.RUNNING, errors=job.errors
         )
         self.stop = StopRequest()
+        self.progress = progress
+        # Monotonic times the task was called and the attempt ended.
+        self.began: float | None = None
+        self.ended: float | None = None
         # The asyncio task running an async job, to cancel it by.
         self.async_task: asyncio.Task | None = None
         self.outcome: Outcome | None = None
@@ -70,8 +86,27 @@ class Attempt:
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
         args = list(self.result.args)
         if self.task.takes_context:
-            args.insert(0, JobContext(task_result=self.result, stop_request=self.stop))
+            args.insert(
+                0,
+                JobContext(
+                    task_result=self.result,
+                    stop_request=self.stop,
+                    progress_reporter=self.progress,
+                ),
+            )
         return args, self.result.kwargs
+
+    def begin(self) -> None:
+        """Note that the task is being called now."""
+        self.began = time.monotonic()
+        _log_job(logging.DEBUG, "started", self.job, "started")
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the task's call to the attempt's end (0 if never called)."""
+        if self.began is None or self.ended is None:
+            return 0.0
+        return self.ended - self.began
 
     def succeed(self, value: Any) -> bool:
         """End with the task's return value; False if the attempt had ended."""
@@ -110,6 +145,12 @@ class Attempt:
         with self._lock:
             if self.outcome is not None:
                 return False
+            self.ended = time.monotonic()
+            last_progress = self.progress.close()
+            if last_progress is not None:
+                outcome = replace(
+                    outcome, progress_json=payloads.encode(last_progress.as_json())
+                )
             self.outcome, self.exception = outcome, exc
             return True
 
@@ -121,6 +162,7 @@ class JobExecutor:
         job_threads: Executor,
         signal_thread: Executor,
         submit_outcome: Callable[[Outcome, OnWritten], None],
+        submit_progress: Callable[[ProgressUpdate], None],
         sender: type,
         web_activity: WebActivity,
         unknown_task_releases: int,
@@ -129,6 +171,7 @@ class JobExecutor:
         self._web_activity = web_activity
         self._signal_thread = signal_thread
         self._submit_outcome = submit_outcome
+        self._submit_progress = submit_progress
         self._sender = sender
         self._unknown_task_releases = unknown_task_releases
         self._tasks: dict[str, Task] = {}
@@ -162,7 +205,11 @@ class JobExecutor:
         task = self._tasks.get(job.task_path)
         if task is None:
             return loop.create_task(self._import_and_start(job, on_done))
-        attempt = Attempt(job, task)
+        progress = ProgressReporter(
+            functools.partial(self._send_progress, job),
+            call_later=functools.partial(_call_later, loop),
+        )
+        attempt = Attempt(job, task, progress)
         with self._attempts_lock:
             self._attempts[job.claim] = attempt
         done = functools.partial(self._attempt_done, attempt, on_done)
@@ -214,8 +261,8 @@ class JobExecutor:
         for attempt in attempts:
             if attempt.stop.is_set():
                 continue
-            logger.info(
-                "Cancelling job %s (%s) as requested.", job_id, attempt.job.task_path
+            _log_job(
+                logging.INFO, "cancelling", attempt.job, "is cancelled as requested"
             )
             attempt.stop.request(JobCancelled("The job was cancelled while it ran."))
             if attempt.async_task is not None:
@@ -238,12 +285,14 @@ class JobExecutor:
         )
         attempt.stop.request(exc)
         if attempt.fail(exc):
-            logger.warning(
-                "Job %s (%s) timed out after %g s; its thread keeps its slot "
-                "until the task returns.",
-                attempt.job.id,
-                attempt.job.task_path,
+            _log_job(
+                logging.WARNING,
+                "timed_out",
+                attempt.job,
+                "timed out after %g s; its thread keeps its slot until the task "
+                "returns",
                 attempt.timeout,
+                duration=attempt.duration,
             )
             self._submit_outcome(attempt.outcome, self._on_written(attempt))
 
@@ -257,10 +306,11 @@ class JobExecutor:
         except UnknownTask as exc:
             outcome = unknown_task_outcome(job, exc, self._unknown_task_releases)
             released = outcome.status == TaskResultStatus.READY
-            logger.log(
+            _log_job(
                 logging.WARNING if released else logging.ERROR,
-                "Job %s %s: %s",
-                job.id,
+                "released" if released else "failed",
+                job,
+                "%s: %s",
                 "released" if released else "failed",
                 "\n".join([str(exc), *exc.__notes__]) if released else exc,
             )
@@ -276,17 +326,19 @@ class JobExecutor:
         args, kwargs = attempt.arguments()
         try:
             self._send_started(attempt)
+            attempt.begin()
             ended = attempt.succeed(attempt.task.func(*args, **kwargs))
         except BaseException as exc:
             ended = attempt.fail(exc)
         if ended:
             self._submit_outcome(attempt.outcome, self._on_written(attempt))
         else:
-            logger.warning(
-                "Job %s (%s) returned after its attempt had timed out; what it "
-                "returned or raised was discarded.",
-                attempt.job.id,
-                attempt.job.task_path,
+            _log_job(
+                logging.WARNING,
+                "returned_late",
+                attempt.job,
+                "returned after its attempt had timed out; what it returned or "
+                "raised was discarded",
             )
 
     async def _run_async(self, attempt: Attempt, done: Callable[[], None]) -> None:
@@ -294,6 +346,7 @@ class JobExecutor:
             args, kwargs = attempt.arguments()
             try:
                 await self._in_thread(self._signal_thread, self._send_started, attempt)
+                attempt.begin()
                 attempt.succeed(await self._call_async(attempt, args, kwargs))
             except asyncio.CancelledError as exc:
                 if attempt.stop.reason is not None:  # cancelled on request
@@ -359,15 +412,25 @@ class JobExecutor:
         if not accepted:
             _log_discarded(attempt.job, attempt.outcome)
             return
+        _log_ended(attempt)
+        _count_ended(attempt)
         if attempt.outcome.status == TaskResultStatus.READY:
-            _log_retry(attempt)  # not finished: no task_finished
-            return
+            return  # to be retried, not finished: no task_finished
         try:
             self._send_finished(attempt)
         except Exception:
             logger.exception(
                 "A task_finished receiver failed for job %s.", attempt.job.id
             )
+
+    def _send_progress(self, job: ClaimedJob, progress: Progress) -> None:
+        self._submit_progress(
+            ProgressUpdate(
+                job_id=job.id,
+                claim_token=job.claim_token,
+                progress_json=payloads.encode(progress.as_json()),
+            )
+        )
 
     def _send_started(self, attempt: Attempt) -> None:
         task_started.send(self._sender, task_result=attempt.result)
@@ -398,6 +461,14 @@ def _with_fresh_connections(function: Callable[..., Any], *args: Any) -> Any:
         close_old_connections()
 
 
+def _call_later(
+    loop: asyncio.AbstractEventLoop, delay: float, callback: Callable[[], None]
+) -> None:
+    """Run ``callback`` on the loop after ``delay`` seconds, from any thread."""
+    with contextlib.suppress(RuntimeError):  # the loop closed: the runtime stopped
+        loop.call_soon_threadsafe(loop.call_later, delay, callback)
+
+
 def _log_if_lost(job: ClaimedJob) -> OnWritten:
     def on_written(accepted: bool) -> None:
         if not accepted:
@@ -406,24 +477,119 @@ def _log_if_lost(job: ClaimedJob) -> OnWritten:
     return on_written
 
 
-def _log_retry(attempt: Attempt) -> None:
-    outcome = attempt.outcome
-    logger.warning(
-        "Job %s (%s) failed (attempt %d of %d) with %s; retrying after %s.",
-        attempt.job.id,
-        attempt.job.task_path,
-        failed_attempts(attempt.job) + 1,
-        attempt.task.max_attempts,
-        outcome.errors[-1].exception_class_path,
-        outcome.available_at.isoformat() if outcome.available_at else "now",
+def _log_ended(attempt: Attempt) -> None:
+    """Log how an attempt whose outcome was stored ended."""
+    job, outcome, exc = attempt.job, attempt.outcome, attempt.exception
+    duration = attempt.duration
+    if outcome.status == TaskResultStatus.SUCCESSFUL:
+        _log_job(
+            logging.DEBUG,
+            "succeeded",
+            job,
+            "succeeded in %.3f s",
+            duration,
+            duration=duration,
+        )
+    elif outcome.status == TaskResultStatus.READY:
+        _log_job(
+            logging.WARNING,
+            "retrying",
+            job,
+            "failed in %.3f s with %s: %s; retrying %s (failure %d of at most %d)",
+            duration,
+            outcome.errors[-1].exception_class_path,
+            exc,
+            f"at {outcome.available_at.isoformat()}" if outcome.available_at else "now",
+            failed_attempts(job) + 1,
+            attempt.task.max_attempts,
+            duration=duration,
+        )
+    elif isinstance(exc, JobCancelled):
+        _log_job(
+            logging.INFO,
+            "cancelled",
+            job,
+            "was cancelled after %.3f s",
+            duration,
+            duration=duration,
+        )
+    else:
+        _log_job(
+            logging.ERROR,
+            "failed",
+            job,
+            "failed in %.3f s with %s: %s",
+            duration,
+            outcome.errors[-1].exception_class_path,
+            exc,
+            duration=duration,
+            exc_info=exc,
+        )
+
+
+def _count_ended(attempt: Attempt) -> None:
+    """Count an attempt whose outcome was stored, for the metrics."""
+    job = attempt.job
+    succeeded = attempt.outcome.status == TaskResultStatus.SUCCESSFUL
+    job_counters.count_finished(
+        job.backend,
+        job.queue_name,
+        job.task_path,
+        TaskResultStatus.SUCCESSFUL if succeeded else TaskResultStatus.FAILED,
+        attempt.duration,
     )
 
 
 def _log_discarded(job: ClaimedJob, outcome: Outcome | None) -> None:
-    logger.warning(
-        "Job %s (%s) ended, but its claim had already ended (released or "
-        "recovered); this outcome (%s) was discarded.",
+    _log_job(
+        logging.WARNING,
+        "discarded",
+        job,
+        "ended, but its claim had already ended (released or recovered); this "
+        "outcome (%s) was discarded",
+        outcome.status if outcome else TaskResultStatus.FAILED,
+    )
+
+
+def _log_job(
+    level: int,
+    event: str,
+    job: ClaimedJob,
+    message: str,
+    *args: Any,
+    duration: float | None = None,
+    exc_info: BaseException | None = None,
+) -> None:
+    """Log an event of a job to ``dbqueue_embedded.jobs``.
+
+    The text reads "Job <id> (<task>) <message % args> (attempt <n>, queue
+    <name>)". The record also carries the fields as extras, for
+    structured formatters: ``event``, ``job_id``, ``task``, ``queue``,
+    ``attempt``, ``worker_id``, and ``duration`` (seconds) once the attempt
+    ended. Nothing is built while the level is disabled: at thousands of
+    jobs a second, starts and successes are DEBUG.
+    """
+    if not jobs_logger.isEnabledFor(level):
+        return
+    attempt = len(job.worker_ids)
+    fields = {
+        "event": event,
+        "job_id": str(job.id),
+        "task": job.task_path,
+        "queue": job.queue_name,
+        "attempt": attempt,
+        "worker_id": job.worker_ids[-1] if job.worker_ids else "",
+    }
+    if duration is not None:
+        fields["duration"] = duration
+    jobs_logger.log(
+        level,
+        "Job %s (%s) %s (attempt %d, queue %s)",
         job.id,
         job.task_path,
-        outcome.status if outcome else "FAILED",
+        message % args,
+        attempt,
+        job.queue_name,
+        exc_info=exc_info,
+        extra=fields,
     )

@@ -30,6 +30,7 @@ import os
 import secrets
 import socket
 import threading
+import uuid
 from collections.abc import Awaitable, Callable, Collection
 from contextlib import suppress
 from dataclasses import replace
@@ -48,6 +49,7 @@ from ..conf import (
     process_dead_after,
     validate_option,
 )
+from ..metrics.counters import job_counters
 from ..named_jobs.config import job_definitions
 from ..store import concurrency, processes, recovery, retention
 from ..store import recurring as recurring_ticks
@@ -229,6 +231,7 @@ class Runtime:
             job_threads=job_threads,
             signal_thread=signal_thread,
             submit_outcome=completer.submit,
+            submit_progress=completer.submit_progress,
             sender=self.backend_class,
             web_activity=web_requests,
             unknown_task_releases=self.options.unknown_task_releases,
@@ -307,7 +310,11 @@ class Runtime:
                 job_threads,
             ):
                 threads.shutdown(wait=False)
-            logger.info("Runtime %s stopped.", self.worker_id)
+            logger.info(
+                "Runtime %s stopped.",
+                self.worker_id,
+                extra={"worker_id": self.worker_id},
+            )
 
     async def _register(self) -> bool:
         """Register this process, retrying until it works or a stop is requested."""
@@ -461,6 +468,7 @@ class Runtime:
             processes.record_heartbeat,
             process_id=self.worker_id,
             loops=self.loop_states(),
+            metrics=job_counters.snapshot(),
         )
         if not registered:
             logger.error(
@@ -530,6 +538,7 @@ class Runtime:
                         job.id,
                         job.task_path,
                         job.lost_worker,
+                        extra=_job_fields(job.id, job.task_path),
                     )
                 else:
                     logger.error(
@@ -539,6 +548,7 @@ class Runtime:
                         job.task_path,
                         self.options.max_lost_attempts,
                         job.lost_worker,
+                        extra=_job_fields(job.id, job.task_path),
                     )
             if len(recovered) < recovery.RECOVERY_BATCH:
                 break
@@ -643,6 +653,7 @@ class Runtime:
                     job.id,
                     job.task_path,
                     timeout,
+                    extra=_job_fields(job.id, job.task_path),
                 )
         await worker.cancel_running()
 
@@ -696,6 +707,8 @@ class Runtime:
                 self._loop.call_soon_threadsafe(self._worker.wake)
 
     def _log_started(self) -> None:
+        """One line saying what this runtime is, with the same as extras."""
+        queues = [str(selector) for selector in self.options.worker_queues]
         logger.info(
             "Runtime %s started: mode=%s backend=%s database=%s (%s) queues=%s "
             "concurrency=%d poll_interval=%gs connections=up to %s",
@@ -704,11 +717,26 @@ class Runtime:
             self.backend_alias,
             self.using,
             self.vendor,
-            ",".join(str(s) for s in self.options.worker_queues),
+            ",".join(queues),
             self.options.concurrency,
             self.options.poll_interval,
             self.budget,
+            extra={
+                "worker_id": self.worker_id,
+                "mode": self.mode,
+                "backend": self.backend_alias,
+                "database": self.using,
+                "vendor": self.vendor,
+                "queues": queues,
+                "concurrency": self.options.concurrency,
+                "connection_budget": self.budget.total,
+            },
         )
+
+
+def _job_fields(job_id: uuid.UUID, task_path: str) -> dict[str, str]:
+    """The extras of the runtime's records about one job (as in job records)."""
+    return {"job_id": str(job_id), "task": task_path}
 
 
 def _call_store(function: Callable[..., Any], /, *, using: str, **kwargs: Any) -> Any:

@@ -24,14 +24,16 @@ from .jobs import (
     finish_claims,
     insert_jobs,
     prepare_runtime_connection,
+    record_progress,
     retry_failed_jobs,
 )
-from .records import ClaimedJob, NewJob, Outcome
+from .records import ClaimedJob, NewJob, Outcome, ProgressUpdate
 
 __all__ = [
     "ClaimedJob",
     "NewJob",
     "Outcome",
+    "ProgressUpdate",
     "cancel_job",
     "cancel_requests",
     "claim_batch",
@@ -42,5 +44,6 @@ __all__ = [
     "finish_claims",
     "insert_jobs",
     "prepare_runtime_connection",
+    "record_progress",
     "retry_failed_jobs",
 ]

@@ -4,6 +4,7 @@ import json
 import logging
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from types import ModuleType
@@ -19,11 +20,12 @@ from django.utils import timezone
 
 from .. import wakeups
 from ..exceptions import JobCancelled, JobDiscarded, JobNotCancellable
+from ..metrics.counters import job_counters
 from ..models import BLOCKED, Job, QueuePause, WorkerProcess
 from ..results import task_error
 from ..selectors import QueueSelector
 from . import concurrency, postgresql, sqlite
-from .records import ClaimedJob, NewJob, Outcome
+from .records import ClaimedJob, NewJob, Outcome, ProgressUpdate
 
 logger = logging.getLogger("dbqueue_embedded.store")
 _DIALECTS = {"postgresql": postgresql, "sqlite": sqlite}
@@ -80,7 +82,10 @@ _OUTCOME = (
     ("available_at", "timestamptz"),
     ("task_path", "text"),
     ("workspace", "jsonb"),
+    ("progress", "jsonb"),
 )
+# Columns of a progress update.
+_PROGRESS = (("id", "uuid"), ("claim_token", "uuid"), ("progress", "jsonb"))
 
 
 def dialect(connection: BaseDatabaseWrapper) -> ModuleType:
@@ -137,7 +142,18 @@ def insert_jobs(jobs: Sequence[NewJob], *, using: str) -> list[uuid.UUID]:
         stored = {
             job.id: _insert_special(cursor, sql, table, job, using) for job in special
         }
-    return [stored.get(job_id, job_id) for job_id in ids]
+    stored_ids = [stored.get(job_id, job_id) for job_id in ids]
+    # For the metrics: the jobs inserted (not those a unique key deduplicated),
+    # once they are committed.
+    inserted = Counter(
+        (job.backend, job.queue_name, job.name or job.task_path)
+        for job, stored_id in zip(jobs, stored_ids, strict=True)
+        if stored_id == job.id
+    )
+    transaction.on_commit(
+        lambda: job_counters.count_enqueued(inserted), using=using, robust=True
+    )
+    return stored_ids
 
 
 def _row(job: NewJob, status: str = "READY", errors: str = "[]") -> tuple:
@@ -293,6 +309,8 @@ def claim_statement(
             "status = 'RUNNING', claim_token = %(token)s, "
             "claimed_by = %(worker_id)s, "
             "started_at = COALESCE(started_at, %(now)s), last_attempted_at = %(now)s, "
+            # Each attempt reports its own progress, from nothing.
+            "progress = NULL, "
             f"worker_ids = {sql.APPEND_WORKER_ID}, "
             # A job unique until it starts lets duplicates in from now on.
             "unique_key = CASE WHEN unique_until_finished THEN unique_key ELSE '' END"
@@ -332,11 +350,15 @@ def finish_claims(outcomes: Sequence[Outcome], *, using: str) -> set[uuid.UUID]:
             "available_at": sql.encode_datetime(outcome.available_at),
             "task_path": outcome.task_path,
             "workspace": outcome.workspace_json,
+            "progress": outcome.progress_json,
         }
         for outcome in outcomes
     ]
-    statement = f"""
-        UPDATE {table} SET
+    ended = _update_claimed(
+        connection,
+        rows,
+        source=("outcome", _OUTCOME),
+        assignments=f"""
             status = outcome.status,
             finished_at = outcome.finished_at,
             return_value = outcome.return_value,
@@ -344,17 +366,12 @@ def finish_claims(outcomes: Sequence[Outcome], *, using: str) -> set[uuid.UUID]:
             available_at = COALESCE(outcome.available_at, {table}.available_at),
             task_path = COALESCE(outcome.task_path, {table}.task_path),
             workspace = COALESCE(outcome.workspace, {table}.workspace),
+            progress = COALESCE(outcome.progress, {table}.progress),
             claim_token = NULL,
             claimed_by = ''
-        FROM {sql.rows("outcome", _OUTCOME)}
-        WHERE {sql.among_ids(f"{table}.id")}
-          AND {table}.id = outcome.id AND {table}.claim_token = outcome.claim_token
-        RETURNING {table}.id, {table}.concurrency_key, {table}.status
-    """
-    ids = sql.ids_params([row["id"] for row in rows])
-    with connection.cursor() as cursor:
-        cursor.execute(statement, [_encode_json(rows), *ids])
-        ended = cursor.fetchall()
+        """,
+        returning=f"{table}.id, {table}.concurrency_key, {table}.status",
+    )
     # Jobs that finished hand their concurrency lease on (a job back in the
     # queue keeps it). Should this fail, the recovery sweep does it.
     finished = [
@@ -373,6 +390,67 @@ def finish_claims(outcomes: Sequence[Outcome], *, using: str) -> set[uuid.UUID]:
                 len(finished),
             )
     return {sql.read_uuid(row[0]) for row in ended}
+
+
+def record_progress(updates: Sequence[ProgressUpdate], *, using: str) -> set[uuid.UUID]:
+    """Store the progress of running attempts, in one statement.
+
+    Like an outcome, an update is fenced: it changes the job only while the
+    job still carries the update's claim token, so an attempt whose claim
+    ended (finished, released, recovered, claimed again) writes nothing.
+    Returns the ids of the jobs written.
+    """
+    if not updates:
+        return set()
+    connection = connections[using]
+    sql = dialect(connection)
+    table = connection.ops.quote_name(Job._meta.db_table)
+    rows = [
+        {
+            "id": sql.encode_uuid(update.job_id),
+            "claim_token": sql.encode_uuid(update.claim_token),
+            "progress": update.progress_json,
+        }
+        for update in updates
+    ]
+    written = _update_claimed(
+        connection,
+        rows,
+        source=("reported", _PROGRESS),
+        assignments="progress = reported.progress",
+        returning=f"{table}.id",
+    )
+    return {sql.read_uuid(row[0]) for row in written}
+
+
+def _update_claimed(
+    connection: BaseDatabaseWrapper,
+    rows: list[dict[str, Any]],
+    *,
+    source: tuple[str, Sequence[tuple[str, str]]],
+    assignments: str,
+    returning: str,
+) -> list[tuple]:
+    """UPDATE jobs from rows, each while the job still carries the row's claim.
+
+    ``rows`` hold an ``id`` and a ``claim_token`` each, and travel as one JSON
+    parameter; ``source`` names them (for ``assignments``) and gives their
+    columns. Returns what ``returning`` selects of the rows updated.
+    """
+    sql = dialect(connection)
+    table = connection.ops.quote_name(Job._meta.db_table)
+    alias, columns = source
+    statement = f"""
+        UPDATE {table} SET {assignments}
+        FROM {sql.rows(alias, columns)}
+        WHERE {sql.among_ids(f"{table}.id")}
+          AND {table}.id = {alias}.id AND {table}.claim_token = {alias}.claim_token
+        RETURNING {returning}
+    """
+    ids = sql.ids_params([row["id"] for row in rows])
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [_encode_json(rows), *ids])
+        return cursor.fetchall()
 
 
 def _encode_json(value: Any) -> str:

@@ -40,8 +40,10 @@ def register_process(
     )
 
 
-def record_heartbeat(*, using: str, process_id: str, loops: dict[str, Any]) -> bool:
-    """Refresh the process row and its loops' states.
+def record_heartbeat(
+    *, using: str, process_id: str, loops: dict[str, Any], metrics: dict[str, Any]
+) -> bool:
+    """Refresh the process row, its loops' states and its counters.
 
     False if the row is gone: a recovery sweep presumed the process dead and
     handed its jobs to others. The process must register again to claim.
@@ -49,7 +51,7 @@ def record_heartbeat(*, using: str, process_id: str, loops: dict[str, Any]) -> b
     return bool(
         WorkerProcess.objects.using(using)
         .filter(id=process_id)
-        .update(last_heartbeat_at=Now(), loops=loops)
+        .update(last_heartbeat_at=Now(), loops=loops, metrics=metrics)
     )
 
 

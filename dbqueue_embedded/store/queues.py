@@ -1,15 +1,19 @@
-"""Queue control: pause, resume and clear a queue; its size and latency.
+"""Queue control: pause, resume and clear a queue; run waiting jobs now; a
+queue's size and latency.
 
 A pause is a row that every claim checks (see ``claim_statement``), so a
 paused queue is skipped by every process from its next claim on. Enqueueing
 into a paused queue still works; its jobs wait until it is resumed.
 """
 
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Min, Q
+from django.db.models.functions import Now
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 
@@ -84,6 +88,23 @@ def clear_queue(*, using: str, backend: str, queue_name: str) -> int:
         deleted, _ = waiting.filter(id__in=ids).delete()
         concurrency.release_leases(ids, using=using)
     return deleted
+
+
+def run_jobs_now(job_ids: Sequence[uuid.UUID], *, using: str) -> list[uuid.UUID]:
+    """Make READY jobs that wait for a later time (their run_after, a retry's
+    backoff) due now; return their ids. Other jobs are left as they are.
+
+    ``run_after`` keeps what the caller asked for; only the time the job may
+    be claimed changes.
+    """
+    jobs = Job.objects.using(using).filter(
+        id__in=job_ids, status=TaskResultStatus.READY, available_at__gt=Now()
+    )
+    with transaction.atomic(using=using):
+        rows = list(jobs.select_for_update().values_list("id", "backend", "queue_name"))
+        jobs.filter(id__in=[row[0] for row in rows]).update(available_at=Now())
+        wake_up([(row[1], row[2]) for row in rows], using=using)
+    return [row[0] for row in rows]
 
 
 def queue_stats(

@@ -88,6 +88,22 @@ class Outcome:
     # encoded JSON of its workspace after this step (None: unchanged).
     task_path: str | None = None
     workspace_json: str | None = None
+    # Encoded JSON of the attempt's last reported progress (None: unchanged).
+    progress_json: str | None = None
+
+    @property
+    def claim(self) -> tuple[uuid.UUID, uuid.UUID]:
+        return self.job_id, self.claim_token
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressUpdate:
+    """A running attempt's latest progress, stored only while its claim is held."""
+
+    job_id: uuid.UUID
+    claim_token: uuid.UUID
+    # Encoded JSON of the progress (see results.Progress.as_json).
+    progress_json: str
 
     @property
     def claim(self) -> tuple[uuid.UUID, uuid.UUID]:

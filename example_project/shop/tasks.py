@@ -20,6 +20,17 @@ def build_sales_report(seconds: float) -> dict:
     return {"orders": random.randint(10, 99), "took_seconds": seconds}
 
 
+@task(queue_name="reports", takes_context=True)
+def export_orders(context, chunks: int) -> dict:
+    """A slow task that reports its progress: the jobs page shows it as a bar."""
+    rows = 0
+    for chunk in range(1, chunks + 1):
+        time.sleep(0.25)
+        rows += random.randint(50, 150)
+        context.report_progress(chunk, chunks, f"{rows} orders exported")
+    return {"orders": rows}
+
+
 @task
 def charge_card(order_number: int) -> None:
     """A task that fails."""

@@ -1,7 +1,16 @@
 import random
+import uuid
 
-from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotFound,
+    JsonResponse,
+)
 from django.shortcuts import redirect, render
+from django.tasks import default_task_backend
+from django.tasks.exceptions import TaskResultDoesNotExist
 from django.views.decorators.http import require_POST
 
 from dbqueue_embedded.models import Job
@@ -12,6 +21,7 @@ from . import tasks
 ENQUEUE = {
     "quick": lambda: tasks.send_receipt.enqueue(random.randint(1000, 9999)),
     "slow": lambda: tasks.build_sales_report.enqueue(5),
+    "export": lambda: tasks.export_orders.enqueue(chunks=20),
     "failing": lambda: tasks.charge_card.enqueue(random.randint(1000, 9999)),
     "async": lambda: tasks.fetch_exchange_rate.enqueue("EUR"),
     "catalogue": lambda: create_job("import_catalogue", workspace={"supplier": "ACME"}),
@@ -37,3 +47,20 @@ def enqueue(request: HttpRequest, kind: str) -> HttpResponse:
         return HttpResponseNotFound(f"No task called {kind!r}.")
     ENQUEUE[kind]()
     return redirect("index")
+
+
+def job_progress(request: HttpRequest, job_id: uuid.UUID) -> JsonResponse:
+    """A task's status and progress, which the jobs page polls."""
+    try:
+        result = default_task_backend.get_result(str(job_id))
+    except TaskResultDoesNotExist:
+        raise Http404(f"No task result {job_id}.") from None
+    progress = result.progress
+    return JsonResponse(
+        {
+            "status": result.status,
+            "progress": None
+            if progress is None
+            else {**progress.as_json(), "percent": progress.percent},
+        }
+    )

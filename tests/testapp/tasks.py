@@ -186,3 +186,66 @@ def sync_account(context, account_id: int, seconds: float = 0) -> int:
 def export_once(name: str, seconds: float = 0) -> str:
     time.sleep(seconds)
     return name
+
+
+@task(takes_context=True)
+def report_steps(context, steps: int, pause: float) -> int:
+    """Report progress after each of ``steps`` steps of ``pause`` seconds."""
+    for step in range(1, steps + 1):
+        time.sleep(pause)
+        context.report_progress(step, steps, f"step {step} of {steps}")
+    return steps
+
+
+@task(takes_context=True)
+async def async_report_steps(context, steps: int, pause: float) -> int:
+    for step in range(1, steps + 1):
+        await asyncio.sleep(pause)
+        await context.areport_progress(step, steps, f"step {step} of {steps}")
+    return steps
+
+
+@task(takes_context=True)
+def report_quickly_then_wait(context, reports: int, seconds: float) -> str:
+    """Report ``reports`` times at once, then run ``seconds`` (or until
+    cancelled) without reporting."""
+    for done in range(1, reports + 1):
+        context.report_progress(done, reports, "counted")
+    context.wait_for_cancel(seconds)
+    context.raise_if_cancelled()
+    return "done"
+
+
+BAD_PROGRESS = [
+    (-1, None, ""),
+    (3, 2, ""),
+    (1, -2, ""),
+    (1.5, None, ""),
+    ("1", None, ""),
+    (True, None, ""),
+    (1, 2.0, ""),
+    (1, None, 3),
+    (1, None, "x" * 201),
+]
+
+
+@task(takes_context=True)
+def report_bad_progress(context) -> list[str]:
+    """Make each report of BAD_PROGRESS; return the errors they raised."""
+    errors = []
+    for done, total, message in BAD_PROGRESS:
+        try:
+            context.report_progress(done, total, message)
+        except (TypeError, ValueError) as exc:
+            errors.append(type(exc).__name__)
+    return errors
+
+
+@task_options(max_attempts=2, retry_on=(ConnectionError,), retry_delay=0.05)
+@task(takes_context=True)
+def report_then_fail_once(context) -> int:
+    """Report progress and fail the first attempt; report nothing the second."""
+    if context.attempt == 1:
+        context.report_progress(1, 2, "first attempt")
+        raise ConnectionError("first attempt fails")
+    return context.attempt

@@ -1,0 +1,1 @@
+"""A live dashboard of the queue, rendered by the server: see ``urls``."""

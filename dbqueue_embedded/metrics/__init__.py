@@ -1,0 +1,1 @@
+"""Prometheus metrics: counters each process keeps, and the text endpoint."""
