@@ -21,7 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from . import operations
-from .backend import queue_backend, queue_backends
+from .backend import queue_backend_aliases
 from .models import (
     ConcurrencyLease,
     Job,
@@ -69,6 +69,44 @@ def _may(operation: str) -> Callable[[admin.ModelAdmin, HttpRequest], bool]:
     return has_permission
 
 
+class RecentValuesFilter(admin.SimpleListFilter):
+    """Filter by the values a column has among the latest jobs: Django's own
+    filter would read the distinct values of the whole table on every page.
+    A value given in the URL filters whether it is listed or not."""
+
+    # How many of the latest jobs offer their values.
+    RECENT = 2000
+
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin
+    ) -> list[tuple[str, str]]:
+        latest = (
+            model_admin.get_queryset(request)
+            .order_by("-enqueued_at")
+            .values_list(self.parameter_name, flat=True)[: self.RECENT]
+        )
+        return [(value, value) for value in sorted(set(latest))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        return queryset.filter(**{self.parameter_name: value}) if value else queryset
+
+
+class TaskFilter(RecentValuesFilter):
+    title = "task"
+    parameter_name = "task_path"
+
+
+class QueueFilter(RecentValuesFilter):
+    title = "queue"
+    parameter_name = "queue_name"
+
+
+class NameFilter(RecentValuesFilter):
+    title = "name"
+    parameter_name = "name"
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Rows the queue writes: operators look at them and act through actions."""
 
@@ -94,7 +132,7 @@ class JobAdmin(ReadOnlyAdmin):
         "enqueued_at",
         "finished_at",
     ]
-    list_filter = ["status", "queue_name", "task_path", "backend"]
+    list_filter = ["status", QueueFilter, TaskFilter, "backend"]
     search_fields = ["task_path", "name"]
     search_help_text = "A job id, or part of a task path or job name."
     ordering = ["-enqueued_at"]
@@ -268,11 +306,18 @@ class JobAdmin(ReadOnlyAdmin):
         change: Callable[[str, str], bool],
         verb: str,
     ) -> None:
-        pairs = sorted(set(queryset.values_list("backend", "queue_name")))
-        changed = [name for backend, name in pairs if change(backend, name)]
+        changed, refused = [], []
+        for backend, name in sorted(set(queryset.values_list("backend", "queue_name"))):
+            try:
+                if change(backend, name):
+                    changed.append(name)
+            except ValueError as exc:  # a backend since removed, say
+                refused.append(str(exc))
         self.message_user(
             request, f"{verb} {len(changed)} queue(s): {', '.join(changed) or '-'}."
         )
+        for reason in refused:
+            self.message_user(request, reason, messages.WARNING)
 
 
 @admin.register(NamedJob)
@@ -287,7 +332,7 @@ class NamedJobAdmin(JobAdmin):
         "enqueued_at",
         "finished_at",
     ]
-    list_filter = ["name", "status", "queue_name", "backend"]
+    list_filter = [NameFilter, "status", QueueFilter, "backend"]
     ordering = ["-enqueued_at"]
 
     @admin.display(description="state")
@@ -386,7 +431,9 @@ class RecurringTaskAdmin(ReadOnlyAdmin):
 class QueuePauseForm(forms.ModelForm):
     """Pause a queue: a backend of this queue, and one of its queue names."""
 
-    backend = forms.ChoiceField(choices=lambda: [(a, a) for a in queue_backends()])
+    backend = forms.ChoiceField(
+        choices=lambda: [(a, a) for a in queue_backend_aliases()]
+    )
 
     class Meta:
         model = QueuePause
@@ -396,15 +443,13 @@ class QueuePauseForm(forms.ModelForm):
         cleaned = super().clean()
         alias, name = cleaned.get("backend"), cleaned.get("queue_name")
         if alias and name:
-            allowed = queue_backend(alias).queues
-            if allowed and name not in allowed:
-                self.add_error(
-                    "queue_name",
-                    f"Backend {alias!r} has no queue {name!r}; its QUEUES are "
-                    f"{', '.join(sorted(allowed))}.",
-                )
-            elif QueuePause.objects.filter(backend=alias, queue_name=name).exists():
-                self.add_error("queue_name", f"Queue {name!r} is paused already.")
+            try:
+                queue = operations.queue_to_pause(alias, name)
+            except ValueError as exc:
+                self.add_error("queue_name", str(exc))
+            else:
+                if queue.paused:
+                    self.add_error("queue_name", f"Queue {name!r} is paused already.")
         return cleaned
 
     def validate_unique(self) -> None:

@@ -387,8 +387,8 @@ def queue_backend(alias: str) -> DatabaseBackend:
     return backend
 
 
-def queue_backends() -> list[str]:
-    """The aliases of the TASKS backends that are this queue's."""
+def queue_backend_aliases() -> list[str]:
+    """The TASKS aliases whose backend is this queue's."""
     return [
         alias
         for alias in settings.TASKS

@@ -28,8 +28,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.tasks import task_backends
 from django.utils.module_loading import import_string
 
-from .backend import DatabaseBackend
-from .conf import DEFAULT_CONCURRENCY, process_dead_after
+from .backend import DatabaseBackend, queue_backend, queue_backend_aliases
+from .conf import DASHBOARD_REFRESH_SECONDS, DEFAULT_CONCURRENCY, process_dead_after
 from .contrib.asgi import EmbeddedQueue
 from .runtime.budget import ConnectionBudget, connection_budget
 from .store.sqlite import RUNTIME_BUSY_TIMEOUT_MS
@@ -180,7 +180,7 @@ def check_dashboard_settings(**kwargs: Any) -> list[checks.CheckMessage]:
                 id="dbqueue_embedded.E010",
             )
         )
-    refresh = getattr(settings, "DBQUEUE_DASHBOARD_REFRESH", 5)
+    refresh = getattr(settings, "DBQUEUE_DASHBOARD_REFRESH", DASHBOARD_REFRESH_SECONDS)
     if (
         isinstance(refresh, bool)
         or not isinstance(refresh, int | float)
@@ -199,13 +199,9 @@ def check_dashboard_settings(**kwargs: Any) -> list[checks.CheckMessage]:
 
 def _queue_backends() -> list[DatabaseBackend]:
     """The TASKS backends that are this queue's, with a database that exists."""
-    return [
-        backend
-        for backend in task_backends.all()
-        if isinstance(backend, DatabaseBackend)
-        # E007 reports a database option missing from DATABASES.
-        and backend.database in settings.DATABASES
-    ]
+    backends = [queue_backend(alias) for alias in queue_backend_aliases()]
+    # E007 reports a database option missing from DATABASES.
+    return [backend for backend in backends if backend.database in settings.DATABASES]
 
 
 def _queue_databases() -> dict[str, list[DatabaseBackend]]:

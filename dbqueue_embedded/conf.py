@@ -26,6 +26,11 @@ DEFAULT_CONCURRENCY = {"standalone": 32, "embedded": 8}
 DEFAULT_PROCESS_DEAD_AFTER = {"postgresql": 6.0, "sqlite": 15.0}
 
 
+# Seconds between two refreshes of the dashboard, unless
+# settings.DBQUEUE_DASHBOARD_REFRESH says otherwise.
+DASHBOARD_REFRESH_SECONDS = 5
+
+
 @dataclass(frozen=True, kw_only=True)
 class RuntimeOptions:
     # Jobs one process runs at once: sync jobs each take a thread of the job

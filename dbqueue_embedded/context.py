@@ -114,6 +114,8 @@ def new_progress(done: int, total: int | None, message: str) -> Progress:
         )
     if total is not None and done > total:
         raise ValueError(f"done ({done}) must not be more than total ({total}).")
+    if "\x00" in message:
+        raise ValueError("message must not contain a NUL character (\\x00).")
     if len(message) > PROGRESS_MESSAGE_MAX_LENGTH:
         raise ValueError(
             f"message is {len(message)} characters long; the most a progress "

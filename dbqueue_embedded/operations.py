@@ -18,6 +18,7 @@ from . import store
 from .backend import DatabaseBackend, queue_backend
 from .exceptions import JobNotCancellable
 from .models import BLOCKED, Job
+from .queues import QueueInfo
 from .store import queues
 
 
@@ -84,19 +85,40 @@ def cancel_jobs(jobs: Iterable[Job]) -> Done:
 
 
 def pause_queue(backend: str, queue_name: str) -> bool:
-    """Pause a queue of ``backend``; False if it was paused already."""
-    found = queue_backend(backend)
-    return queues.pause_queue(
-        using=found.database, backend=found.alias, queue_name=queue_name
-    )
+    """Pause a queue of ``backend``; False if it was paused already.
+
+    Raises ValueError for a backend that is not this queue's, or a queue
+    name it does not allow (see ``queue_to_pause``).
+    """
+    return queue_to_pause(backend, queue_name).pause()
 
 
 def resume_queue(backend: str, queue_name: str) -> bool:
-    """Resume a queue of ``backend``; False if it was not paused."""
-    found = queue_backend(backend)
-    return queues.resume_queue(
-        using=found.database, backend=found.alias, queue_name=queue_name
-    )
+    """Resume a queue of ``backend``; False if it was not paused.
+
+    Raises ValueError for a backend that is not this queue's, or a name that
+    cannot be a queue's.
+    """
+    return _queue(backend, queue_name).resume()
+
+
+def queue_to_pause(backend: str, queue_name: str) -> QueueInfo:
+    """The queue, if it may be paused: one of the backend's ``QUEUES`` (when
+    it names any); ValueError saying why not otherwise."""
+    queue = _queue(backend, queue_name)
+    allowed = queue.backend.queues
+    if allowed and queue_name not in allowed:
+        raise ValueError(
+            f"Backend {backend!r} has no queue {queue_name!r}; its QUEUES are "
+            f"{', '.join(sorted(allowed))}."
+        )
+    return queue
+
+
+def _queue(backend: str, queue_name: str) -> QueueInfo:
+    if _configured_backend(backend) is None:
+        raise ValueError(f"{backend!r} is not a task backend of dbqueue_embedded.")
+    return QueueInfo(queue_name, backend)  # ValueError for a bad name
 
 
 def _by_backend(

@@ -1,9 +1,14 @@
 """The JSON the queue stores: arguments and return values."""
 
 import json
+import re
 from typing import Any
 
 from django.utils.json import normalize_json
+
+# A NUL character as JSON writes it: an escape preceded by an even number of
+# backslashes (an odd one would be an escaped backslash followed by "u0000").
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def encode(value: Any) -> str:
@@ -11,9 +16,17 @@ def encode(value: Any) -> str:
 
     ``normalize_json`` raises the same ``TypeError`` Django's own backends do
     for unsupported types; ``json.dumps`` then refuses what JSON cannot hold
-    (NaN and infinities).
+    (NaN and infinities). Strings with a NUL character are refused too:
+    PostgreSQL cannot store them in JSON, so on either database they fail
+    here, with a clear error, rather than in the statement that stores them.
     """
-    return json.dumps(normalize_json(value), allow_nan=False, separators=(",", ":"))
+    text = json.dumps(normalize_json(value), allow_nan=False, separators=(",", ":"))
+    if "\\u0000" in text and _NUL.search(text):
+        raise ValueError(
+            "A string contains a NUL character (\\x00), which the queue cannot "
+            "store (PostgreSQL's JSON cannot hold it)."
+        )
+    return text
 
 
 def round_trip(value: Any) -> Any:

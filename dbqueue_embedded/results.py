@@ -37,8 +37,10 @@ class Progress:
     def percent(self) -> int | None:
         """The fraction as a whole percentage, rounded down: 100 only once
         everything is done."""
-        fraction = self.fraction
-        return None if fraction is None else int(fraction * 100)
+        if self.total is None:
+            return None
+        # In integers: int(0.29 * 100) would be 28.
+        return self.done * 100 // self.total if self.total else 100
 
     def as_json(self) -> dict[str, Any]:
         """A JSON object, as the job's ``progress`` column stores it."""
@@ -87,7 +89,9 @@ def task_error(exc: BaseException) -> TaskError:
     """The error recorded on a job for an exception (raised or not)."""
     return TaskError(
         exception_class_path=class_path(type(exc)),
-        traceback="".join(traceback.format_exception(exc)),
+        # A NUL character, which PostgreSQL's JSON cannot hold, is written as
+        # its escape: the traceback is for people to read.
+        traceback="".join(traceback.format_exception(exc)).replace("\x00", "\\x00"),
     )
 
 

@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from dbqueue_embedded.models import Job
+from dbqueue_embedded.models import Job, QueuePause
 from dbqueue_embedded.queues import QueueInfo
 from dbqueue_embedded.recurring import schedule_recurring_task
 from tests.conftest import register_process
@@ -145,13 +145,25 @@ def test_retry_from_the_dashboard_and_refusals_change_nothing(run_worker):
     assert "Retried 1." in page
 
 
-def test_pause_and_resume_from_the_dashboard():
+def test_pause_and_resume_from_the_dashboard(settings):
     add.enqueue(1, 2)
     operator = client_for(superuser=True)
-    act(operator, "pause", queue="default")
+    assert act(operator, "pause", queue="default").status_code == 302
     assert QueueInfo("default").paused
-    act(operator, "resume", queue="default")
+    assert act(operator, "resume", queue="default").status_code == 302
     assert not QueueInfo("default").paused
+
+    # A queue the backend does not have is refused, and nothing is paused.
+    settings.TASKS = {
+        "default": {**settings.TASKS["default"], "QUEUES": ["default", "emails"]}
+    }
+    for bad in ("emial", "", "q" * 300):
+        response = act(operator, "pause", queue=bad)
+        assert response.status_code == 400
+    assert (
+        "has no queue 'emial'" in act(operator, "pause", queue="emial").content.decode()
+    )
+    assert not QueuePause.objects.exists()
 
 
 def test_an_unknown_backend_is_not_found():

@@ -95,6 +95,28 @@ def test_a_return_value_that_is_not_json_fails_with_a_clear_error(run_worker):
     assert "must be JSON-serializable" in error.traceback
 
 
+def test_nul_characters_get_a_clear_error_and_never_block_other_outcomes(
+    run_worker,
+):
+    # PostgreSQL's JSON cannot hold "\x00": on both databases an argument
+    # with one is refused at enqueue, a return value with one fails its job,
+    # and an error message with one is stored escaped.
+    with pytest.raises(ValueError, match="NUL character"):
+        tasks.echo.enqueue("a\x00b")
+    assert not Job.objects.exists()
+    returned = tasks.return_nul.enqueue()
+    raised = tasks.fail_with_nul.enqueue()
+    fine = tasks.add.enqueue(1, 2)
+    run_worker()
+    for result in (returned, raised, fine):
+        result.refresh()
+    assert returned.status == TaskResultStatus.FAILED
+    assert "NUL character" in returned.errors[0].traceback
+    assert raised.status == TaskResultStatus.FAILED
+    assert "ValueError: bad byte \\x00 here" in raised.errors[0].traceback
+    assert fine.status == TaskResultStatus.SUCCESSFUL
+
+
 def test_return_values_come_back_as_json(run_worker):
     result = tasks.echo.enqueue(1.5, None, True, "x", [1, [2]], key={"a": 1})
     run_worker()

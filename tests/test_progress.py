@@ -111,7 +111,8 @@ def test_reports_are_passed_on_at_most_once_per_interval_and_the_last_is_kept():
     reporter = ProgressReporter(
         sent.append,
         call_later=lambda delay, send: threading.Timer(delay, send).start(),
-        interval=0.2,
+        # Long enough for the loop below on a slow machine.
+        interval=1.0,
     )
     context = JobContext(task_result=tasks.noop.enqueue(), progress_reporter=reporter)
     for done in range(1, 1001):
@@ -162,6 +163,8 @@ def test_bad_progress_raises_a_clear_error_and_stores_nothing(run_worker):
         (True, None, "", "done must be an int, not bool."),
         (1, "2", "", "total must be an int, not str."),
         (1, None, None, "message must be a str, not NoneType."),
+        # PostgreSQL's JSON cannot store it.
+        (1, None, "a\x00b", "message must not contain a NUL character (\\x00)."),
         (
             1,
             None,
@@ -177,6 +180,14 @@ def test_each_bad_report_says_what_is_wrong(done, total, message, error):
         context.report_progress(done, total, message)
     assert str(raised.value) == error
     assert context.task_result.progress is None
+
+
+def test_percent_is_exact_and_rounded_down():
+    at = timezone.now()
+    assert [
+        Progress(done=done, total=total, message="", updated_at=at).percent
+        for done, total in [(29, 100), (57, 100), (2, 3), (0, 0), (5, None)]
+    ] == [29, 57, 66, 100, None]
 
 
 def test_a_context_made_outside_the_runtime_keeps_its_progress_in_memory():

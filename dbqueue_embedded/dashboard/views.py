@@ -15,7 +15,13 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+)
 from django.shortcuts import get_object_or_404, render
 from django.urls import NoReverseMatch, reverse
 from django.utils.http import urlencode
@@ -23,6 +29,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from .. import operations
 from ..backend import DatabaseBackend, queue_backend
+from ..conf import DASHBOARD_REFRESH_SECONDS
 from ..models import Job
 from .charts import finished_per_minute
 from .snapshot import take_snapshot
@@ -37,7 +44,6 @@ QUEUE_OPERATIONS = {
     "pause": operations.pause_queue,
     "resume": operations.resume_queue,
 }
-DEFAULT_REFRESH_SECONDS = 5
 
 
 def may_view(user: Any) -> bool:
@@ -101,9 +107,10 @@ def act(request: HttpRequest, operation: str) -> HttpResponse:
         notice = str(JOB_OPERATIONS[operation]([job]))
     else:
         queue_name = request.POST.get("queue", "")
-        if not queue_name:
-            raise Http404("No queue named.")
-        changed = QUEUE_OPERATIONS[operation](backend.alias, queue_name)
+        try:
+            changed = QUEUE_OPERATIONS[operation](backend.alias, queue_name)
+        except ValueError as exc:
+            return HttpResponseBadRequest(str(exc))
         verb = "Paused" if operation == "pause" else "Resumed"
         notice = f"{verb} {queue_name}." if changed else f"{queue_name}: no change."
     messages.info(request, notice, fail_silently=True)
@@ -123,7 +130,7 @@ def _context(request: HttpRequest) -> dict[str, Any]:
         },
         "applies_to": operations.APPLIES_TO,
         "refresh_seconds": getattr(
-            settings, "DBQUEUE_DASHBOARD_REFRESH", DEFAULT_REFRESH_SECONDS
+            settings, "DBQUEUE_DASHBOARD_REFRESH", DASHBOARD_REFRESH_SECONDS
         ),
         "admin_jobs_url": _admin_url("admin:dbqueue_embedded_job_changelist"),
     }

@@ -60,12 +60,21 @@ class JobCounters:
             if bucket < len(DURATION_BUCKETS):
                 row[2 + bucket] += 1
 
-    def snapshot(self) -> dict[str, Any]:
-        """The counts as JSON, for the process's row."""
+    def snapshot(self, backend: str) -> dict[str, Any]:
+        """The counts of ``backend`` as JSON, for the row of its runtime in
+        this process (a process runs one runtime per backend)."""
         with self._lock:
             return {
-                "enqueued": [[*key, count] for key, count in self._enqueued.items()],
-                "finished": [[*key, *row] for key, row in self._finished.items()],
+                "enqueued": [
+                    [*key, count]
+                    for key, count in self._enqueued.items()
+                    if key[0] == backend
+                ],
+                "finished": [
+                    [*key, *row]
+                    for key, row in self._finished.items()
+                    if key[0] == backend
+                ],
             }
 
 

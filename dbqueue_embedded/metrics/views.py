@@ -13,10 +13,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.http import require_GET
 
-from ..backend import queue_backend, queue_backends
+from ..backend import queue_backend, queue_backend_aliases
 from .exposition import render_metrics
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -28,11 +28,14 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if config is None:
         raise Http404("Metrics are off; set DBQUEUE_METRICS to turn them on.")
     if not _authorized(request, config):
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and "permission" in config:
+            return HttpResponseForbidden("You lack the metrics permission.")
         response = HttpResponse("Metrics need a token or a permission.", status=401)
         if config.get("token"):
             response["WWW-Authenticate"] = 'Bearer realm="dbqueue metrics"'
         return response
-    backends = [queue_backend(alias) for alias in queue_backends()]
+    backends = [queue_backend(alias) for alias in queue_backend_aliases()]
     return HttpResponse(render_metrics(backends), content_type=CONTENT_TYPE)
 
 

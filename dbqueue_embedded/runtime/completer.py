@@ -175,10 +175,14 @@ class Completer:
         return [update for claim, update in updates.items() if claim not in carried]
 
     def _put_back_progress(self, updates: list[ProgressUpdate]) -> None:
-        """Keep updates that could not be written, unless newer ones came."""
+        """Keep updates that could not be written, unless newer ones came,
+        and make sure run() comes back for them."""
+        if not updates:
+            return
         with self._progress_lock:
             for update in updates:
                 self._progress.setdefault(update.claim, update)
+        self._queue.put(_PROGRESS)
 
     def _tell(self, on_written: OnWritten, accepted: bool) -> None:
         try:

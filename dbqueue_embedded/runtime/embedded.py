@@ -11,9 +11,6 @@ import logging
 import os
 import threading
 
-from django.conf import settings
-from django.tasks import task_backends
-
 from .supervisor import Runtime
 
 logger = logging.getLogger("dbqueue_embedded.runtime")
@@ -25,17 +22,6 @@ _stopping: list[Runtime] = []
 _owner_pid: int | None = None
 
 
-def backend_aliases() -> list[str]:
-    """The TASKS aliases whose backend is dbqueue_embedded's."""
-    from ..backend import DatabaseBackend
-
-    return [
-        alias
-        for alias in settings.TASKS
-        if isinstance(task_backends[alias], DatabaseBackend)
-    ]
-
-
 def start(aliases: list[str] | None = None, *, web_threads: int = 1) -> list[Runtime]:
     """Start this process's runtimes (for ``aliases``, or every queue backend).
 
@@ -43,6 +29,8 @@ def start(aliases: list[str] | None = None, *, web_threads: int = 1) -> list[Run
     connection budget. Returns at once: each runtime registers and runs in
     its own thread. Raises ImproperlyConfigured for invalid options.
     """
+    from ..backend import queue_backend_aliases
+
     global _owner_pid
     with _lock:
         if _owner_pid != os.getpid():
@@ -53,7 +41,7 @@ def start(aliases: list[str] | None = None, *, web_threads: int = 1) -> list[Run
         if not _runtimes:
             runtimes = [
                 Runtime(alias, mode="embedded", web_threads=web_threads)
-                for alias in (aliases or backend_aliases())
+                for alias in (aliases or queue_backend_aliases())
             ]
             for runtime in runtimes:
                 runtime.start()

@@ -468,7 +468,7 @@ class Runtime:
             processes.record_heartbeat,
             process_id=self.worker_id,
             loops=self.loop_states(),
-            metrics=job_counters.snapshot(),
+            metrics=job_counters.snapshot(self.backend_alias),
         )
         if not registered:
             logger.error(

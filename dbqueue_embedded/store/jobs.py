@@ -143,12 +143,13 @@ def insert_jobs(jobs: Sequence[NewJob], *, using: str) -> list[uuid.UUID]:
             job.id: _insert_special(cursor, sql, table, job, using) for job in special
         }
     stored_ids = [stored.get(job_id, job_id) for job_id in ids]
-    # For the metrics: the jobs inserted (not those a unique key deduplicated),
-    # once they are committed.
+    # For the metrics: the tasks' jobs inserted (not those a unique key
+    # deduplicated; not named jobs, whose steps the metrics leave out), once
+    # they are committed.
     inserted = Counter(
-        (job.backend, job.queue_name, job.name or job.task_path)
+        (job.backend, job.queue_name, job.task_path)
         for job, stored_id in zip(jobs, stored_ids, strict=True)
-        if stored_id == job.id
+        if stored_id == job.id and not job.name
     )
     transaction.on_commit(
         lambda: job_counters.count_enqueued(inserted), using=using, robust=True

@@ -249,3 +249,13 @@ def report_then_fail_once(context) -> int:
         context.report_progress(1, 2, "first attempt")
         raise ConnectionError("first attempt fails")
     return context.attempt
+
+
+@task
+def return_nul() -> str:
+    return "a\x00b"
+
+
+@task
+def fail_with_nul() -> None:
+    raise ValueError("bad byte \x00 here")

@@ -132,8 +132,9 @@ class Command(BaseCommand):
         """Show the runtime's logs on stderr unless LOGGING already routes them."""
         levels = {
             "dbqueue_embedded": logging.WARNING if verbosity == 0 else logging.INFO,
-            # One line per job start and finish: only when asked for.
-            "django.tasks": logging.INFO if verbosity >= 2 else logging.WARNING,
+            # One line per job start and finish: only when asked for. Below
+            # that, nothing: its failure lines repeat dbqueue_embedded.jobs's.
+            "django.tasks": logging.INFO if verbosity >= 2 else logging.CRITICAL,
         }
         for name, level in levels.items():
             logger = logging.getLogger(name)
