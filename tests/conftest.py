@@ -14,8 +14,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.tasks import TaskResult
+from django.test import Client
 from django.utils import timezone
 
 from dbqueue_embedded import store
@@ -47,6 +49,23 @@ def register_process(
         WorkerProcess.objects.filter(id=process_id).update(
             last_heartbeat_at=timezone.now() - heartbeat_age
         )
+
+
+def client_for(
+    *permissions: str, staff: bool = True, superuser: bool = False
+) -> Client:
+    """A test client logged in as a new user holding these permissions
+    (codenames), staff unless told otherwise."""
+    user = User.objects.create_user(
+        f"user{User.objects.count()}",
+        password="x",
+        is_staff=staff,
+        is_superuser=superuser,
+    )
+    user.user_permissions.set(Permission.objects.filter(codename__in=permissions))
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 def finished(result: TaskResult) -> bool:

@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.tasks import TaskResultStatus
 from django.test import Client
 from django.urls import reverse
@@ -13,26 +12,12 @@ from dbqueue_embedded.models import ConcurrencyLease, Job, QueuePause, Recurring
 from dbqueue_embedded.named_jobs import create_job
 from dbqueue_embedded.queues import QueueInfo
 from dbqueue_embedded.recurring import schedule_recurring_task
-from tests.conftest import register_process
+from tests.conftest import client_for, register_process
 from tests.testapp.tasks import add, charge_account, fail_value_error, noop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 JOBS = reverse("admin:dbqueue_embedded_job_changelist")
-
-
-def client_for(*permissions: str, superuser: bool = False) -> Client:
-    """A logged-in staff user holding these permissions (codenames)."""
-    user = User.objects.create_user(
-        f"user{User.objects.count()}",
-        password="x",
-        is_staff=True,
-        is_superuser=superuser,
-    )
-    user.user_permissions.set(Permission.objects.filter(codename__in=permissions))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def failed_job(run_worker, message: str = "It broke") -> Job:

@@ -8,7 +8,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.tasks import TaskResultStatus
 from django.test import Client
 from django.urls import reverse
@@ -17,26 +16,13 @@ from django.utils import timezone
 from dbqueue_embedded.models import Job, QueuePause
 from dbqueue_embedded.queues import QueueInfo
 from dbqueue_embedded.recurring import schedule_recurring_task
-from tests.conftest import register_process
+from tests.conftest import client_for, register_process
 from tests.testapp.tasks import add, fail_value_error, noop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PAGE = reverse("dbqueue_dashboard:index")
 PANELS = reverse("dbqueue_dashboard:panels")
-
-
-def client_for(*permissions: str, staff: bool = True, superuser: bool = False):
-    user = User.objects.create_user(
-        f"user{User.objects.count()}",
-        password="x",
-        is_staff=staff,
-        is_superuser=superuser,
-    )
-    user.user_permissions.set(Permission.objects.filter(codename__in=permissions))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def act(client: Client, operation: str, **data: str):
